@@ -1,0 +1,418 @@
+//! Hugging Face checkpoints in and out.
+//!
+//! A [`Checkpoint`] is a parsed `config.json` plus every tensor's header entry, each mapped to
+//! its [`Role`]. Tensor bytes stay where they are (a memory map natively, a byte buffer in
+//! wasm) and are read one tensor at a time, so opening a 70B checkpoint costs only its headers.
+
+mod header;
+mod writer;
+
+pub use header::{header_len, parse_header, Header, HeaderTensor, MAX_HEADER_BYTES};
+pub use writer::{parse_size, write_checkpoint, write_safetensors, COMPANION_FILES, OutputTensor, WriteOptions, WriteSummary, INDEX_FILE, SINGLE_FILE};
+
+use crate::config::ModelConfig;
+use crate::dtype::{decode_f32, DType};
+use crate::error::{Error, Result};
+use crate::roles::{expected_roles, role_shape, ExpertLayout, LayerRole, Proj, Role};
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Range;
+use std::sync::Arc;
+
+/// The bytes of one safetensors file.
+pub enum ShardData {
+    #[cfg(not(target_arch = "wasm32"))]
+    Mmap(memmap2::Mmap),
+    Bytes(Arc<[u8]>),
+}
+
+impl ShardData {
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            #[cfg(not(target_arch = "wasm32"))]
+            ShardData::Mmap(m) => m,
+            ShardData::Bytes(b) => b,
+        }
+    }
+}
+
+pub struct Shard {
+    /// File name within the checkpoint directory.
+    pub name: String,
+    pub header: Header,
+    data: ShardData,
+}
+
+/// One tensor of a checkpoint.
+#[derive(Debug, Clone)]
+pub struct TensorEntry {
+    pub name: String,
+    pub role: Role,
+    pub dtype: DType,
+    pub shape: Vec<usize>,
+    pub shard: usize,
+    pub range: Range<usize>,
+}
+
+impl TensorEntry {
+    pub fn numel(&self) -> usize {
+        self.shape.iter().product()
+    }
+    pub fn nbytes(&self) -> usize {
+        self.range.len()
+    }
+}
+
+pub struct Checkpoint {
+    pub config: ModelConfig,
+    pub layout: ExpertLayout,
+    /// Tensors in the canonical order of [`expected_roles`].
+    entries: Vec<TensorEntry>,
+    by_role: HashMap<Role, usize>,
+    pub shards: Vec<Shard>,
+    /// `__metadata__` of the first shard (provenance such as moegrow's growth record).
+    pub metadata: BTreeMap<String, String>,
+}
+
+impl Checkpoint {
+    /// Open a checkpoint directory: `config.json` plus `model.safetensors`, or shards listed in
+    /// `model.safetensors.index.json`. Shards are memory-mapped, not read.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn open(dir: impl AsRef<std::path::Path>) -> Result<Checkpoint> {
+        use std::fs;
+        let dir = dir.as_ref();
+        if !dir.is_dir() {
+            return Err(Error::io(
+                dir,
+                std::io::Error::new(std::io::ErrorKind::NotFound, "not a checkpoint directory"),
+            ));
+        }
+        let config_path = dir.join("config.json");
+        let config_text = fs::read_to_string(&config_path).map_err(|e| Error::io(&config_path, e))?;
+        let index_path = dir.join(INDEX_FILE);
+        let (files, weight_map) = if index_path.exists() {
+            let text = fs::read_to_string(&index_path).map_err(|e| Error::io(&index_path, e))?;
+            let (files, map) = parse_index(&text)?;
+            (files, Some(map))
+        } else if dir.join(SINGLE_FILE).exists() {
+            (vec![SINGLE_FILE.to_string()], None)
+        } else {
+            return Err(Error::io(
+                dir.join(SINGLE_FILE),
+                std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    format!("no {SINGLE_FILE} and no {INDEX_FILE} in this directory"),
+                ),
+            ));
+        };
+        let mut shards = Vec::new();
+        for f in files {
+            let path = dir.join(&f);
+            let file = fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
+            // SAFETY: the map is read-only; a checkpoint modified while we read it is the
+            // user's race, as with every tool that maps model files.
+            let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io(&path, e))?;
+            shards.push((f, ShardData::Mmap(map)));
+        }
+        Self::from_shards(&config_text, shards, weight_map)
+    }
+
+    /// Build a checkpoint from in-memory files (wasm, tests). `weight_map` is the index's
+    /// tensor → file map when the checkpoint is sharded.
+    pub fn from_shards(
+        config_json: &str,
+        shards: Vec<(String, ShardData)>,
+        weight_map: Option<BTreeMap<String, String>>,
+    ) -> Result<Checkpoint> {
+        let config = ModelConfig::from_json_str(config_json)?;
+        let mut parsed = Vec::new();
+        for (name, data) in shards {
+            let bytes = data.as_slice();
+            let header = parse_header(&name, bytes, bytes.len() as u64)?;
+            parsed.push(Shard { name, header, data });
+        }
+        Self::from_parsed(config, parsed, weight_map)
+    }
+
+    fn from_parsed(
+        config: ModelConfig,
+        shards: Vec<Shard>,
+        weight_map: Option<BTreeMap<String, String>>,
+    ) -> Result<Checkpoint> {
+        let family = config.family;
+        // Every name the config allows, in both layouts: anything else is unmapped.
+        let mut known: HashMap<String, (Role, Option<ExpertLayout>)> = HashMap::new();
+        for layout in [ExpertLayout::PerExpert, ExpertLayout::Fused] {
+            for role in expected_roles(&config, layout) {
+                let specific = match role {
+                    Role::Layer(_, LayerRole::Expert(..)) => Some(ExpertLayout::PerExpert),
+                    Role::Layer(_, LayerRole::ExpertsGateUp | LayerRole::ExpertsDown) => {
+                        Some(ExpertLayout::Fused)
+                    }
+                    _ => None,
+                };
+                known.insert(family.tensor_name(role, layout), (role, specific));
+            }
+        }
+        let mut found: Vec<(Role, usize, &HeaderTensor)> = Vec::new();
+        let mut layouts_seen: BTreeMap<&'static str, String> = BTreeMap::new();
+        let mut seen_names: HashMap<&str, &str> = HashMap::new();
+        for (si, shard) in shards.iter().enumerate() {
+            for t in &shard.header.tensors {
+                if let Some(prev) = seen_names.insert(&t.name, &shard.name) {
+                    return Err(Error::Invalid(format!(
+                        "tensor `{}` appears in both {prev} and {}",
+                        t.name, shard.name
+                    )));
+                }
+                if let Some(map) = &weight_map {
+                    match map.get(&t.name) {
+                        Some(f) if *f == shard.name => {}
+                        Some(f) => {
+                            return Err(Error::Invalid(format!(
+                                "{INDEX_FILE} puts tensor `{}` in {f}, but it is in {}",
+                                t.name, shard.name
+                            )))
+                        }
+                        None => {
+                            return Err(Error::Invalid(format!(
+                                "tensor `{}` in {} is not listed in {INDEX_FILE}",
+                                t.name, shard.name
+                            )))
+                        }
+                    }
+                }
+                let Some(&(role, specific)) = known.get(&t.name) else {
+                    return Err(Error::UnmappedTensor {
+                        file: shard.name.clone(),
+                        tensor: t.name.clone(),
+                        family: family.name(),
+                    });
+                };
+                if let Some(l) = specific {
+                    layouts_seen.entry(l.name()).or_insert_with(|| t.name.clone());
+                }
+                found.push((role, si, t));
+            }
+        }
+        if let Some(map) = &weight_map {
+            if let Some((name, file)) = map.iter().find(|(n, _)| !seen_names.contains_key(n.as_str())) {
+                return Err(Error::MissingTensor {
+                    tensor: name.clone(),
+                    why: format!("{INDEX_FILE} lists it in {file}, but that file does not contain it"),
+                });
+            }
+        }
+        if layouts_seen.len() > 1 {
+            return Err(Error::Invalid(format!(
+                "checkpoint mixes expert layouts: `{}` is per-expert, `{}` is fused",
+                layouts_seen["per-expert"], layouts_seen["fused"]
+            )));
+        }
+        let layout = if layouts_seen.contains_key("fused") {
+            ExpertLayout::Fused
+        } else {
+            ExpertLayout::PerExpert
+        };
+        let by_role_found: HashMap<Role, (usize, &HeaderTensor)> =
+            found.iter().map(|(r, s, t)| (*r, (*s, *t))).collect();
+        let mut entries = Vec::new();
+        for role in expected_roles(&config, layout) {
+            let name = family.tensor_name(role, layout);
+            let Some(&(shard, t)) = by_role_found.get(&role) else {
+                return Err(Error::MissingTensor {
+                    tensor: name,
+                    why: format!("config.json describes a {} model that has it", family.name()),
+                });
+            };
+            let expected = role_shape(&config, role);
+            if t.shape != expected {
+                return Err(Error::ShapeMismatch {
+                    tensor: name,
+                    found: t.shape.clone(),
+                    expected,
+                });
+            }
+            entries.push(TensorEntry {
+                name,
+                role,
+                dtype: t.dtype,
+                shape: t.shape.clone(),
+                shard,
+                range: t.range.clone(),
+            });
+        }
+        let by_role = entries.iter().enumerate().map(|(i, e)| (e.role, i)).collect();
+        let metadata = shards.first().map(|s| s.header.metadata.clone()).unwrap_or_default();
+        Ok(Checkpoint {
+            config,
+            layout,
+            entries,
+            by_role,
+            shards,
+            metadata,
+        })
+    }
+
+    /// All tensors, in canonical order.
+    pub fn entries(&self) -> &[TensorEntry] {
+        &self.entries
+    }
+
+    pub fn entry(&self, role: Role) -> Result<&TensorEntry> {
+        self.by_role
+            .get(&role)
+            .map(|&i| &self.entries[i])
+            .ok_or_else(|| Error::MissingTensor {
+                tensor: self.config.family.tensor_name(role, self.layout),
+                why: "requested by moegrow".into(),
+            })
+    }
+
+    pub fn has(&self, role: Role) -> bool {
+        self.by_role.contains_key(&role)
+    }
+
+    /// The raw little-endian bytes of a tensor, as stored.
+    pub fn bytes(&self, role: Role) -> Result<&[u8]> {
+        let e = self.entry(role)?;
+        Ok(&self.shards[e.shard].data.as_slice()[e.range.clone()])
+    }
+
+    /// A tensor converted to f32.
+    pub fn f32(&self, role: Role) -> Result<Vec<f32>> {
+        let e = self.entry(role)?;
+        Ok(decode_f32(e.dtype, self.bytes(role)?))
+    }
+
+    /// The stored bytes of one routed expert's matrix, whatever the layout. In the fused layout
+    /// each expert's gate rows, up rows and down matrix are contiguous, so this never copies.
+    pub fn expert_bytes(&self, layer: usize, expert: usize, proj: Proj) -> Result<(DType, &[u8])> {
+        match self.layout {
+            ExpertLayout::PerExpert => {
+                let role = Role::Layer(layer, LayerRole::Expert(expert, proj));
+                Ok((self.entry(role)?.dtype, self.bytes(role)?))
+            }
+            ExpertLayout::Fused => {
+                let m = &self.config.moe;
+                let (h, i) = (self.config.hidden_size, m.intermediate);
+                if expert >= m.num_experts {
+                    return Err(Error::Invalid(format!(
+                        "expert {expert} out of range (the model has {})",
+                        m.num_experts
+                    )));
+                }
+                let role = Role::Layer(
+                    layer,
+                    if proj == Proj::Down { LayerRole::ExpertsDown } else { LayerRole::ExpertsGateUp },
+                );
+                let dtype = self.entry(role)?.dtype;
+                let all = self.bytes(role)?;
+                let sz = dtype.size();
+                let block = i * h * sz;
+                let start = match proj {
+                    Proj::Gate => expert * 2 * block,
+                    Proj::Up => expert * 2 * block + block,
+                    Proj::Down => expert * block,
+                };
+                Ok((dtype, &all[start..start + block]))
+            }
+        }
+    }
+
+    /// One routed expert's matrix in f32, `[I, H]` for gate/up and `[H, I]` for down.
+    pub fn expert_f32(&self, layer: usize, expert: usize, proj: Proj) -> Result<Vec<f32>> {
+        let (dtype, bytes) = self.expert_bytes(layer, expert, proj)?;
+        Ok(decode_f32(dtype, bytes))
+    }
+
+    /// The dtype most of the bytes are stored in (what "keep the input's dtype" means).
+    pub fn dominant_dtype(&self) -> DType {
+        let mut by: BTreeMap<DType, usize> = BTreeMap::new();
+        for e in &self.entries {
+            *by.entry(e.dtype).or_default() += e.nbytes();
+        }
+        by.into_iter().max_by_key(|(_, n)| *n).map_or(DType::F32, |(d, _)| d)
+    }
+
+    /// Tensors to write this checkpoint back out, in `layout` and, if given, one `dtype`.
+    /// Bytes are borrowed when nothing changes, so a round trip is a plain copy.
+    pub fn export(&self, layout: ExpertLayout, dtype: Option<DType>) -> Vec<OutputTensor<'_>> {
+        let family = self.config.family;
+        expected_roles(&self.config, layout)
+            .into_iter()
+            .map(|role| {
+                let name = family.tensor_name(role, layout);
+                let shape = role_shape(&self.config, role);
+                let src_dtype = match role {
+                    Role::Layer(l, LayerRole::Expert(e, p)) => {
+                        self.expert_bytes(l, e, p).map(|(d, _)| d).unwrap_or(DType::F32)
+                    }
+                    Role::Layer(l, LayerRole::ExpertsGateUp | LayerRole::ExpertsDown) => self
+                        .expert_bytes(l, 0, Proj::Down)
+                        .map(|(d, _)| d)
+                        .unwrap_or(DType::F32),
+                    r => self.entry(r).map(|e| e.dtype).unwrap_or(DType::F32),
+                };
+                let out_dtype = dtype.unwrap_or(src_dtype);
+                OutputTensor {
+                    name,
+                    dtype: out_dtype,
+                    shape,
+                    data: Box::new(move || {
+                        let raw: Cow<[u8]> = match role {
+                            Role::Layer(l, LayerRole::Expert(e, p)) => Cow::Borrowed(self.expert_bytes(l, e, p)?.1),
+                            Role::Layer(l, LayerRole::ExpertsGateUp) => {
+                                let mut v = Vec::new();
+                                for e in 0..self.config.moe.num_experts {
+                                    v.extend_from_slice(self.expert_bytes(l, e, Proj::Gate)?.1);
+                                    v.extend_from_slice(self.expert_bytes(l, e, Proj::Up)?.1);
+                                }
+                                Cow::Owned(v)
+                            }
+                            Role::Layer(l, LayerRole::ExpertsDown) => {
+                                let mut v = Vec::new();
+                                for e in 0..self.config.moe.num_experts {
+                                    v.extend_from_slice(self.expert_bytes(l, e, Proj::Down)?.1);
+                                }
+                                Cow::Owned(v)
+                            }
+                            r => Cow::Borrowed(self.bytes(r)?),
+                        };
+                        Ok(crate::dtype::convert(src_dtype, out_dtype, raw))
+                    }),
+                }
+            })
+            .collect()
+    }
+}
+
+/// Parse `model.safetensors.index.json`: the shard files (in first-use order) and the
+/// tensor → file map.
+pub fn parse_index(text: &str) -> Result<(Vec<String>, BTreeMap<String, String>)> {
+    let bad = |r: String| Error::Invalid(format!("{INDEX_FILE}: {r}"));
+    let v: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| bad(format!("not valid JSON: {e}")))?;
+    let map = v
+        .get("weight_map")
+        .and_then(|m| m.as_object())
+        .ok_or_else(|| bad("no `weight_map` object".into()))?;
+    let mut files = Vec::new();
+    let mut out = BTreeMap::new();
+    for (k, f) in map {
+        let f = f
+            .as_str()
+            .ok_or_else(|| bad(format!("`weight_map.{k}` must be a file name")))?;
+        if f.contains('/') || f.contains('\\') || f == ".." {
+            return Err(bad(format!("shard name `{f}` must be a plain file name")));
+        }
+        if !files.iter().any(|x| x == f) {
+            files.push(f.to_string());
+        }
+        out.insert(k.clone(), f.to_string());
+    }
+    if files.is_empty() {
+        return Err(bad("`weight_map` is empty".into()));
+    }
+    Ok((files, out))
+}

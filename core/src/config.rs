@@ -1,0 +1,406 @@
+//! The architecture of a checkpoint, normalised across families.
+//!
+//! Every Hugging Face MoE family spells the same ideas differently in `config.json`
+//! (`num_local_experts` vs `num_experts` vs `n_routed_experts`, `rope_theta` vs
+//! `rope_parameters.rope_theta`, …). [`ModelConfig`] holds one spelling of each idea, parsed by
+//! the family modules in [`crate::families`], plus the raw JSON so that writing a checkpoint back
+//! keeps every key we do not interpret.
+
+use crate::error::{Error, Result};
+use crate::families::Family;
+use serde_json::{Map, Value};
+
+/// How attention is parameterised.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Attention {
+    /// Multi-head / grouped-query attention with separate q, k, v, o projections.
+    Standard {
+        /// q/k/v projections carry biases (Qwen2-MoE).
+        qkv_bias: bool,
+        /// The output projection carries a bias.
+        o_bias: bool,
+        qk_norm: QkNorm,
+        /// OLMoE's `clip_qkv`: q, k and v are clamped to ±clip after projection (and norm).
+        clip_qkv: Option<f32>,
+    },
+    /// DeepSeek's multi-head latent attention.
+    Mla(MlaConfig),
+}
+
+/// Where q/k normalisation sits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QkNorm {
+    None,
+    /// RMSNorm over each head's `head_dim` slice (Qwen3-MoE).
+    PerHead,
+    /// RMSNorm over the whole projection (`heads · head_dim`) before splitting into heads (OLMoE).
+    FullWidth,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct MlaConfig {
+    /// `None`: a single `q_proj`; `Some(r)`: `q_a_proj` (H→r), `q_a_layernorm`, `q_b_proj`.
+    pub q_lora_rank: Option<usize>,
+    pub kv_lora_rank: usize,
+    pub qk_nope_head_dim: usize,
+    pub qk_rope_head_dim: usize,
+    pub v_head_dim: usize,
+    /// Rotate pairs `(2i, 2i+1)` (DeepSeek-V2 always; V3 when `rope_interleave`), rather than
+    /// `(i, i + d/2)`.
+    pub rope_interleave: bool,
+    /// q_a_proj, kv_a_proj_with_mqa and o_proj carry biases (`attention_bias`).
+    pub bias: bool,
+}
+
+impl MlaConfig {
+    pub fn qk_head_dim(&self) -> usize {
+        self.qk_nope_head_dim + self.qk_rope_head_dim
+    }
+}
+
+/// Which feed-forward block a layer has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MlpKind {
+    Dense,
+    Moe,
+}
+
+/// How router probabilities are formed from logits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scoring {
+    Softmax,
+    Sigmoid,
+}
+
+/// How a group of experts is scored in group-limited routing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupScore {
+    /// DeepSeek-V2: the best expert's probability.
+    Max,
+    /// DeepSeek-V3: the sum of the two best (bias-corrected) scores.
+    SumTop2,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GroupLimit {
+    pub n_group: usize,
+    pub topk_group: usize,
+    pub score: GroupScore,
+}
+
+/// Everything that decides which experts a token goes to and with what weight.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RouterConfig {
+    pub scoring: Scoring,
+    /// Divide the chosen weights by their sum.
+    pub normalize: bool,
+    /// Multiply the chosen weights by this after normalising (DeepSeek); 1.0 elsewhere.
+    pub routed_scaling_factor: f32,
+    pub group_limit: Option<GroupLimit>,
+    /// A per-expert bias added for *selection* only (DeepSeek-V3 `e_score_correction_bias`).
+    pub correction_bias: bool,
+}
+
+impl RouterConfig {
+    /// The routing formula in words, for `inspect`.
+    pub fn describe(&self, top_k: usize) -> String {
+        let mut s = match self.scoring {
+            Scoring::Softmax => "softmax over all experts".to_string(),
+            Scoring::Sigmoid => "sigmoid per expert".to_string(),
+        };
+        if self.correction_bias {
+            s.push_str(", selection on score + per-expert correction bias");
+        }
+        if let Some(g) = self.group_limit {
+            let how = match g.score {
+                GroupScore::Max => "best score",
+                GroupScore::SumTop2 => "sum of its top-2 scores",
+            };
+            s.push_str(&format!(
+                ", group-limited: keep {} of {} groups (group score = {how})",
+                g.topk_group, g.n_group
+            ));
+        }
+        s.push_str(&format!(", top-{top_k}"));
+        if self.normalize {
+            s.push_str(", renormalised to sum 1");
+        } else {
+            s.push_str(", not renormalised");
+        }
+        if self.routed_scaling_factor != 1.0 {
+            s.push_str(&format!(", × {}", self.routed_scaling_factor));
+        }
+        s
+    }
+}
+
+/// Shared (always-on) experts next to the routed ones.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SharedExperts {
+    /// Intermediate size of the (single, merged) shared MLP.
+    pub intermediate: usize,
+    /// Qwen2-MoE scales the shared output by `sigmoid(shared_expert_gate · x)`.
+    pub gated: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct MoeConfig {
+    pub num_experts: usize,
+    pub top_k: usize,
+    /// Intermediate size of each routed expert.
+    pub intermediate: usize,
+    pub router: RouterConfig,
+    pub shared: Option<SharedExperts>,
+}
+
+/// A checkpoint's architecture in one spelling, plus the raw `config.json`.
+#[derive(Debug, Clone)]
+pub struct ModelConfig {
+    pub family: Family,
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub num_layers: usize,
+    pub num_heads: usize,
+    pub num_kv_heads: usize,
+    /// Per-head dimension of q/k/v for standard attention (unused by MLA).
+    pub head_dim: usize,
+    pub rms_norm_eps: f32,
+    pub rope_theta: f32,
+    pub tie_word_embeddings: bool,
+    pub attention: Attention,
+    /// Dense or MoE, per layer.
+    pub mlp: Vec<MlpKind>,
+    /// Intermediate size of the dense MLP layers.
+    pub dense_intermediate: usize,
+    pub moe: MoeConfig,
+    /// Sliding-window size per layer (`None`: full causal attention).
+    pub sliding_window: Vec<Option<usize>>,
+    /// `config.json` as read, for keys we do not interpret.
+    pub raw: Map<String, Value>,
+}
+
+impl ModelConfig {
+    /// Parse a `config.json` document; the family comes from `model_type`.
+    pub fn from_json_str(text: &str) -> Result<ModelConfig> {
+        let value: Value = serde_json::from_str(text)
+            .map_err(|e| Error::config(format!("not valid JSON: {e}")))?;
+        Self::from_json(value)
+    }
+
+    pub fn from_json(value: Value) -> Result<ModelConfig> {
+        let Value::Object(raw) = value else {
+            return Err(Error::config("expected a JSON object at the top level"));
+        };
+        let model_type = raw
+            .get("model_type")
+            .and_then(Value::as_str)
+            .ok_or_else(|| Error::config("missing `model_type`: cannot tell the model family"))?;
+        let family = Family::from_model_type(model_type)?;
+        let cfg = family.parse_config(RawConfig(&raw))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// The `config.json` text to write next to the tensors.
+    pub fn to_json_string(&self) -> String {
+        let mut s = serde_json::to_string_pretty(&Value::Object(self.raw.clone()))
+            .expect("a JSON map always serialises");
+        s.push('\n');
+        s
+    }
+
+    pub fn moe_layers(&self) -> impl Iterator<Item = usize> + '_ {
+        self.mlp
+            .iter()
+            .enumerate()
+            .filter(|(_, k)| **k == MlpKind::Moe)
+            .map(|(i, _)| i)
+    }
+
+    pub fn is_moe(&self, layer: usize) -> bool {
+        self.mlp.get(layer) == Some(&MlpKind::Moe)
+    }
+
+    /// The dtype named in config.json (`dtype` or `torch_dtype`), if any.
+    pub fn declared_dtype(&self) -> Option<crate::DType> {
+        ["dtype", "torch_dtype"]
+            .iter()
+            .filter_map(|k| self.raw.get(*k).and_then(Value::as_str))
+            .find_map(crate::DType::parse)
+    }
+
+    fn validate(&self) -> Result<()> {
+        let nonzero = [
+            ("vocab_size", self.vocab_size),
+            ("hidden_size", self.hidden_size),
+            ("num_hidden_layers", self.num_layers),
+            ("num_attention_heads", self.num_heads),
+            ("num_key_value_heads", self.num_kv_heads),
+        ];
+        for (k, v) in nonzero {
+            if v == 0 {
+                return Err(Error::config(format!("`{k}` must be positive")));
+            }
+        }
+        if self.num_heads % self.num_kv_heads != 0 {
+            return Err(Error::config(format!(
+                "num_attention_heads ({}) is not a multiple of num_key_value_heads ({})",
+                self.num_heads, self.num_kv_heads
+            )));
+        }
+        if self.mlp.len() != self.num_layers || self.sliding_window.len() != self.num_layers {
+            return Err(Error::config("per-layer lists disagree with num_hidden_layers"));
+        }
+        if self.mlp.contains(&MlpKind::Moe) {
+            let m = &self.moe;
+            if m.num_experts == 0 || m.top_k == 0 || m.top_k > m.num_experts {
+                return Err(Error::config(format!(
+                    "need 0 < num_experts_per_tok ({}) <= number of experts ({})",
+                    m.top_k, m.num_experts
+                )));
+            }
+            if let Some(g) = m.router.group_limit {
+                if g.n_group == 0 || m.num_experts % g.n_group != 0 || g.topk_group > g.n_group {
+                    return Err(Error::config(format!(
+                        "group-limited routing needs n_group ({}) dividing the expert count ({}) and topk_group ({}) <= n_group",
+                        g.n_group, m.num_experts, g.topk_group
+                    )));
+                }
+                if g.topk_group * (m.num_experts / g.n_group) < m.top_k {
+                    return Err(Error::config(
+                        "topk_group groups hold fewer experts than num_experts_per_tok",
+                    ));
+                }
+            }
+        }
+        if let Attention::Standard { qk_norm: QkNorm::PerHead, .. } = self.attention {
+            if self.head_dim == 0 {
+                return Err(Error::config("head_dim must be positive"));
+            }
+        }
+        if let Attention::Mla(m) = &self.attention {
+            if m.qk_rope_head_dim % 2 != 0 {
+                return Err(Error::config("qk_rope_head_dim must be even"));
+            }
+        } else if self.head_dim % 2 != 0 {
+            return Err(Error::config("head_dim must be even for RoPE"));
+        }
+        Ok(())
+    }
+}
+
+/// Typed accessors over the raw JSON, with errors that name the key.
+#[derive(Clone, Copy)]
+pub(crate) struct RawConfig<'a>(pub &'a Map<String, Value>);
+
+impl<'a> RawConfig<'a> {
+    pub fn get(&self, key: &str) -> Option<&'a Value> {
+        self.0.get(key).filter(|v| !v.is_null())
+    }
+
+    pub fn usize(&self, key: &str) -> Result<usize> {
+        self.opt_usize(key)?
+            .ok_or_else(|| Error::config(format!("missing `{key}`")))
+    }
+
+    pub fn opt_usize(&self, key: &str) -> Result<Option<usize>> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(v) => v
+                .as_u64()
+                .map(|n| Some(n as usize))
+                .ok_or_else(|| Error::config(format!("`{key}` must be a non-negative integer, found {v}"))),
+        }
+    }
+
+    /// The first of several spellings that is present.
+    pub fn usize_any(&self, keys: &[&str]) -> Result<usize> {
+        for k in keys {
+            if let Some(v) = self.opt_usize(k)? {
+                return Ok(v);
+            }
+        }
+        Err(Error::config(format!("missing `{}`", keys.join("` or `"))))
+    }
+
+    pub fn f32_or(&self, key: &str, default: f32) -> Result<f32> {
+        match self.get(key) {
+            None => Ok(default),
+            Some(v) => v
+                .as_f64()
+                .map(|x| x as f32)
+                .ok_or_else(|| Error::config(format!("`{key}` must be a number, found {v}"))),
+        }
+    }
+
+    pub fn opt_f32(&self, key: &str) -> Result<Option<f32>> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(v) => v
+                .as_f64()
+                .map(|x| Some(x as f32))
+                .ok_or_else(|| Error::config(format!("`{key}` must be a number, found {v}"))),
+        }
+    }
+
+    pub fn bool_or(&self, key: &str, default: bool) -> Result<bool> {
+        match self.get(key) {
+            None => Ok(default),
+            Some(v) => v
+                .as_bool()
+                .ok_or_else(|| Error::config(format!("`{key}` must be true or false, found {v}"))),
+        }
+    }
+
+    pub fn str_or(&self, key: &str, default: &'a str) -> Result<&'a str> {
+        match self.get(key) {
+            None => Ok(default),
+            Some(v) => v
+                .as_str()
+                .ok_or_else(|| Error::config(format!("`{key}` must be a string, found {v}"))),
+        }
+    }
+
+    pub fn usize_list(&self, key: &str) -> Result<Vec<usize>> {
+        match self.get(key) {
+            None => Ok(Vec::new()),
+            Some(Value::Array(a)) => a
+                .iter()
+                .map(|v| {
+                    v.as_u64()
+                        .map(|n| n as usize)
+                        .ok_or_else(|| Error::config(format!("`{key}` must list integers, found {v}")))
+                })
+                .collect(),
+            Some(v) => Err(Error::config(format!("`{key}` must be a list, found {v}"))),
+        }
+    }
+
+    /// RoPE base and type from either spelling: transformers 5 writes
+    /// `rope_parameters: {rope_theta, rope_type}`, hub checkpoints a top-level `rope_theta`
+    /// (and maybe `rope_scaling`). Only plain RoPE is supported; anything else is refused
+    /// rather than silently computed wrong.
+    pub fn rope_theta(&self) -> Result<f32> {
+        let params = self.get("rope_parameters").or_else(|| self.get("rope_scaling"));
+        let mut theta = self.opt_f32("rope_theta")?;
+        if let Some(p) = params {
+            let Value::Object(p) = p else {
+                return Err(Error::config(format!("`rope_parameters` must be an object, found {p}")));
+            };
+            let ty = p
+                .get("rope_type")
+                .or_else(|| p.get("type"))
+                .and_then(Value::as_str)
+                .unwrap_or("default");
+            if ty != "default" {
+                return Err(Error::config(format!(
+                    "rope_type `{ty}` is not supported yet (moegrow computes plain RoPE only)"
+                )));
+            }
+            if let Some(t) = p.get("rope_theta").and_then(Value::as_f64) {
+                theta = Some(t as f32);
+            }
+        }
+        Ok(theta.unwrap_or(10000.0))
+    }
+}

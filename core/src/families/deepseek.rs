@@ -1,0 +1,107 @@
+//! DeepSeek-V2 and -V3 (`model_type: deepseek_v2 | deepseek_v3`): multi-head latent attention
+//! (MLA), the first `first_k_dense_replace` layers dense, `n_shared_experts` shared experts
+//! merged into one MLP of `n_shared_experts · moe_intermediate_size`, routed scaling.
+//! - V2: softmax scores; `topk_method` greedy or group-limited (group score = its best
+//!   probability, masked experts set to 0); weights are *never* renormalised, always ×
+//!   `routed_scaling_factor` (transformers 5 ignores `norm_topk_prob` here). RoPE on the
+//!   interleaved pairs (complex multiplication).
+//! - V3: sigmoid scores; selection on score + `e_score_correction_bias`, group score = sum of the
+//!   top-2 per group, masked to −∞; weights are the unbiased scores, renormalised iff
+//!   `norm_topk_prob`, then × `routed_scaling_factor`. RoPE interleaved iff `rope_interleave`
+//!   (default true).
+//! Reference: transformers `models/deepseek_v2/modeling_deepseek_v2.py`, `models/deepseek_v3/…`.
+
+use super::{Common, Family, NameScheme};
+use crate::config::*;
+use crate::error::{Error, Result};
+
+pub(crate) const NAMES: NameScheme = NameScheme {
+    moe_prefix: "mlp.",
+    expert_proj: ["gate_proj", "up_proj", "down_proj"],
+    shared_prefix: "mlp.shared_experts.",
+};
+
+pub(crate) fn parse_config(raw: RawConfig, v3: bool) -> Result<ModelConfig> {
+    let c = Common::parse(raw, 1e-6)?;
+    let num_experts = raw.usize_any(&["n_routed_experts", "num_local_experts", "num_experts"])?;
+    let first_dense = raw.opt_usize("first_k_dense_replace")?.unwrap_or(0);
+    if raw.opt_usize("moe_layer_freq")?.unwrap_or(1) != 1 {
+        return Err(Error::config(
+            "`moe_layer_freq` other than 1 is not supported (transformers ignores it too)",
+        ));
+    }
+    let moe_intermediate = raw.usize("moe_intermediate_size")?;
+    let n_shared = raw.opt_usize("n_shared_experts")?.unwrap_or(0);
+    let n_group = raw.opt_usize("n_group")?.unwrap_or(1);
+    let topk_group = raw.opt_usize("topk_group")?.unwrap_or(n_group);
+    let group_limit = if v3 {
+        Some(GroupLimit {
+            n_group,
+            topk_group,
+            score: GroupScore::SumTop2,
+        })
+    } else {
+        match raw.str_or("topk_method", "greedy")? {
+            "greedy" => None,
+            "group_limited_greedy" => Some(GroupLimit {
+                n_group,
+                topk_group,
+                score: GroupScore::Max,
+            }),
+            other => {
+                return Err(Error::config(format!(
+                    "DeepSeek-V2 `topk_method` `{other}` is not supported (greedy, group_limited_greedy)"
+                )))
+            }
+        }
+    };
+    if v3 && num_experts / n_group.max(1) < 2 {
+        return Err(Error::config("DeepSeek-V3 routing needs at least two experts per group"));
+    }
+    let mla = MlaConfig {
+        q_lora_rank: raw.opt_usize("q_lora_rank")?,
+        kv_lora_rank: raw.usize("kv_lora_rank")?,
+        qk_nope_head_dim: raw.usize("qk_nope_head_dim")?,
+        qk_rope_head_dim: raw.usize("qk_rope_head_dim")?,
+        v_head_dim: raw.usize("v_head_dim")?,
+        rope_interleave: if v3 { raw.bool_or("rope_interleave", true)? } else { true },
+        bias: raw.bool_or("attention_bias", false)?,
+    };
+    Ok(ModelConfig {
+        family: if v3 { Family::DeepseekV3 } else { Family::DeepseekV2 },
+        vocab_size: c.vocab_size,
+        hidden_size: c.hidden_size,
+        num_layers: c.num_layers,
+        num_heads: c.num_heads,
+        num_kv_heads: c.num_kv_heads,
+        head_dim: mla.qk_head_dim(),
+        rms_norm_eps: c.rms_norm_eps,
+        rope_theta: c.rope_theta,
+        tie_word_embeddings: c.tie_word_embeddings,
+        attention: Attention::Mla(mla),
+        mlp: (0..c.num_layers)
+            .map(|i| if i >= first_dense { MlpKind::Moe } else { MlpKind::Dense })
+            .collect(),
+        dense_intermediate: raw.usize("intermediate_size")?,
+        moe: MoeConfig {
+            num_experts,
+            top_k: raw.usize("num_experts_per_tok")?,
+            intermediate: moe_intermediate,
+            router: RouterConfig {
+                scoring: if v3 { Scoring::Sigmoid } else { Scoring::Softmax },
+                normalize: v3 && raw.bool_or("norm_topk_prob", false)?,
+                routed_scaling_factor: raw.f32_or("routed_scaling_factor", 1.0)?,
+                group_limit,
+                correction_bias: v3,
+            },
+            // transformers always builds the shared MLP; with n_shared_experts = 0 it has
+            // intermediate size 0 and contributes nothing, but its (empty) tensors exist.
+            shared: Some(SharedExperts {
+                intermediate: moe_intermediate * n_shared,
+                gated: false,
+            }),
+        },
+        sliding_window: vec![None; c.num_layers],
+        raw: raw.0.clone(),
+    })
+}

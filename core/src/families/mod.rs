@@ -1,0 +1,235 @@
+//! Model families: how each Hugging Face MoE family spells its config and tensor names.
+//!
+//! Each family module turns its `config.json` into a [`ModelConfig`] and says how it names
+//! the tensors that differ between families (the MoE block, expert matrices, shared experts).
+//! Everything else is named the same way by all of them and lives here.
+
+mod deepseek;
+mod mixtral;
+mod olmoe;
+mod qwen2_moe;
+mod qwen3_moe;
+
+use crate::config::{ModelConfig, RawConfig};
+use crate::error::{Error, Result};
+use crate::roles::{AttnRole, ExpertLayout, LayerRole, Proj, Role};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+pub enum Family {
+    Mixtral,
+    Qwen2Moe,
+    Qwen3Moe,
+    Olmoe,
+    DeepseekV2,
+    DeepseekV3,
+}
+
+const SUPPORTED: &str = "mixtral, qwen2_moe, qwen3_moe, olmoe, deepseek_v2, deepseek_v3";
+
+/// The family-specific parts of tensor names.
+pub(crate) struct NameScheme {
+    /// Prefix of the MoE block in the per-expert layout (`block_sparse_moe.` for Mixtral).
+    pub moe_prefix: &'static str,
+    /// Names of the gate, up and down matrices of one routed expert.
+    pub expert_proj: [&'static str; 3],
+    /// Prefix of the shared expert(s), if the family has them.
+    pub shared_prefix: &'static str,
+}
+
+impl Family {
+    pub const ALL: [Family; 6] = [
+        Family::Mixtral,
+        Family::Qwen2Moe,
+        Family::Qwen3Moe,
+        Family::Olmoe,
+        Family::DeepseekV2,
+        Family::DeepseekV3,
+    ];
+
+    pub fn from_model_type(model_type: &str) -> Result<Family> {
+        Family::ALL
+            .into_iter()
+            .find(|f| f.model_type() == model_type)
+            .ok_or_else(|| Error::UnsupportedFamily {
+                model_type: model_type.to_string(),
+                supported: SUPPORTED,
+            })
+    }
+
+    /// `model_type` in config.json.
+    pub fn model_type(self) -> &'static str {
+        match self {
+            Family::Mixtral => "mixtral",
+            Family::Qwen2Moe => "qwen2_moe",
+            Family::Qwen3Moe => "qwen3_moe",
+            Family::Olmoe => "olmoe",
+            Family::DeepseekV2 => "deepseek_v2",
+            Family::DeepseekV3 => "deepseek_v3",
+        }
+    }
+
+    /// Human-readable name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::Mixtral => "Mixtral",
+            Family::Qwen2Moe => "Qwen2-MoE",
+            Family::Qwen3Moe => "Qwen3-MoE",
+            Family::Olmoe => "OLMoE",
+            Family::DeepseekV2 => "DeepSeek-V2",
+            Family::DeepseekV3 => "DeepSeek-V3",
+        }
+    }
+
+    pub(crate) fn parse_config(self, raw: RawConfig) -> Result<ModelConfig> {
+        match self {
+            Family::Mixtral => mixtral::parse_config(raw),
+            Family::Qwen2Moe => qwen2_moe::parse_config(raw),
+            Family::Qwen3Moe => qwen3_moe::parse_config(raw),
+            Family::Olmoe => olmoe::parse_config(raw),
+            Family::DeepseekV2 => deepseek::parse_config(raw, false),
+            Family::DeepseekV3 => deepseek::parse_config(raw, true),
+        }
+    }
+
+    fn names(self) -> NameScheme {
+        match self {
+            Family::Mixtral => mixtral::NAMES,
+            Family::Qwen2Moe => qwen2_moe::NAMES,
+            Family::Qwen3Moe => qwen3_moe::NAMES,
+            Family::Olmoe => olmoe::NAMES,
+            Family::DeepseekV2 | Family::DeepseekV3 => deepseek::NAMES,
+        }
+    }
+
+    /// The Hugging Face name of a tensor.
+    pub fn tensor_name(self, role: Role, layout: ExpertLayout) -> String {
+        let n = self.names();
+        let layer = match role {
+            Role::Embed => return "model.embed_tokens.weight".into(),
+            Role::FinalNorm => return "model.norm.weight".into(),
+            Role::LmHead => return "lm_head.weight".into(),
+            Role::Layer(i, lr) => (i, lr),
+        };
+        let (i, lr) = layer;
+        // transformers 5 renames Mixtral's `block_sparse_moe` to `mlp` in the fused layout.
+        let moe = match layout {
+            ExpertLayout::PerExpert => n.moe_prefix,
+            ExpertLayout::Fused => "mlp.",
+        };
+        let proj = |p: Proj| match p {
+            Proj::Gate => 0,
+            Proj::Up => 1,
+            Proj::Down => 2,
+        };
+        let std = ["gate_proj", "up_proj", "down_proj"];
+        let suffix = match lr {
+            LayerRole::InputNorm => "input_layernorm.weight".to_string(),
+            LayerRole::PostAttnNorm => "post_attention_layernorm.weight".to_string(),
+            LayerRole::Attn(a) => format!("self_attn.{}", attention_suffix(a)),
+            LayerRole::Router => format!("{moe}gate.weight"),
+            LayerRole::RouterBias => format!("{moe}gate.e_score_correction_bias"),
+            LayerRole::Expert(e, p) => format!("{moe}experts.{e}.{}.weight", n.expert_proj[proj(p)]),
+            LayerRole::ExpertsGateUp => "mlp.experts.gate_up_proj".to_string(),
+            LayerRole::ExpertsDown => "mlp.experts.down_proj".to_string(),
+            LayerRole::SharedExpert(p) => format!("{}{}.weight", n.shared_prefix, std[proj(p)]),
+            LayerRole::SharedExpertGate => "mlp.shared_expert_gate.weight".to_string(),
+            LayerRole::DenseMlp(p) => format!("mlp.{}.weight", std[proj(p)]),
+        };
+        format!("model.layers.{i}.{suffix}")
+    }
+}
+
+fn attention_suffix(a: AttnRole) -> &'static str {
+    use AttnRole::*;
+    match a {
+        Q => "q_proj.weight",
+        QBias => "q_proj.bias",
+        K => "k_proj.weight",
+        KBias => "k_proj.bias",
+        V => "v_proj.weight",
+        VBias => "v_proj.bias",
+        O => "o_proj.weight",
+        OBias => "o_proj.bias",
+        QNorm => "q_norm.weight",
+        KNorm => "k_norm.weight",
+        QA => "q_a_proj.weight",
+        QABias => "q_a_proj.bias",
+        QANorm => "q_a_layernorm.weight",
+        QB => "q_b_proj.weight",
+        KvA => "kv_a_proj_with_mqa.weight",
+        KvABias => "kv_a_proj_with_mqa.bias",
+        KvANorm => "kv_a_layernorm.weight",
+        KvB => "kv_b_proj.weight",
+    }
+}
+
+/// The fields every family spells the same way.
+pub(crate) struct Common {
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub num_layers: usize,
+    pub num_heads: usize,
+    pub num_kv_heads: usize,
+    pub head_dim: usize,
+    pub rms_norm_eps: f32,
+    pub rope_theta: f32,
+    pub tie_word_embeddings: bool,
+}
+
+impl Common {
+    pub fn parse(raw: RawConfig, eps_default: f32) -> Result<Common> {
+        let hidden_size = raw.usize("hidden_size")?;
+        let num_heads = raw.usize("num_attention_heads")?;
+        if num_heads == 0 {
+            return Err(Error::config("`num_attention_heads` must be positive"));
+        }
+        let num_kv_heads = raw.opt_usize("num_key_value_heads")?.unwrap_or(num_heads);
+        let head_dim = raw.opt_usize("head_dim")?.unwrap_or(hidden_size / num_heads);
+        Ok(Common {
+            vocab_size: raw.usize("vocab_size")?,
+            hidden_size,
+            num_layers: raw.usize("num_hidden_layers")?,
+            num_heads,
+            num_kv_heads,
+            head_dim,
+            rms_norm_eps: raw.f32_or("rms_norm_eps", eps_default)?,
+            rope_theta: raw.rope_theta()?,
+            tie_word_embeddings: raw.bool_or("tie_word_embeddings", false)?,
+        })
+    }
+}
+
+/// Qwen's rule for which layers are MoE: not listed in `mlp_only_layers` and
+/// `(i + 1) % decoder_sparse_step == 0`.
+pub(crate) fn qwen_layer_kinds(raw: RawConfig, layers: usize, experts: usize) -> Result<Vec<crate::config::MlpKind>> {
+    use crate::config::MlpKind;
+    let dense = raw.usize_list("mlp_only_layers")?;
+    let step = raw.opt_usize("decoder_sparse_step")?.unwrap_or(1);
+    if step == 0 {
+        return Err(Error::config("`decoder_sparse_step` must be positive"));
+    }
+    if let Some(bad) = dense.iter().find(|&&l| l >= layers) {
+        return Err(Error::config(format!(
+            "`mlp_only_layers` names layer {bad}, but there are only {layers} layers"
+        )));
+    }
+    Ok((0..layers)
+        .map(|i| {
+            if !dense.contains(&i) && experts > 0 && (i + 1) % step == 0 {
+                MlpKind::Moe
+            } else {
+                MlpKind::Dense
+            }
+        })
+        .collect())
+}
+
+/// Sliding window for all layers when `use_sliding_window` is set (Qwen3-MoE).
+pub(crate) fn uniform_window(raw: RawConfig, layers: usize, flag: Option<&str>) -> Result<Vec<Option<usize>>> {
+    let on = match flag {
+        Some(f) => raw.bool_or(f, false)?,
+        None => true,
+    };
+    let w = if on { raw.opt_usize("sliding_window")? } else { None };
+    Ok(vec![w.filter(|w| *w > 0); layers])
+}

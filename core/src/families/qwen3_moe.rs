@@ -1,0 +1,56 @@
+//! Qwen3-MoE (`model_type: qwen3_moe`): GQA without biases, RMSNorm on each head's q and k
+//! (`q_norm`/`k_norm` of size `head_dim`), softmax → top-k → renormalised iff `norm_topk_prob`,
+//! dense layers by `mlp_only_layers` / `decoder_sparse_step`, no shared expert. The expert count
+//! is `num_experts` on the hub and `num_local_experts` when transformers 5 writes the config.
+//! This is also the layout `moegrow init` writes: the paper's architecture choices.
+//! Reference: transformers `models/qwen3_moe/modeling_qwen3_moe.py`.
+
+use super::{Common, Family, NameScheme};
+use crate::config::*;
+use crate::error::Result;
+
+pub(crate) const NAMES: NameScheme = NameScheme {
+    moe_prefix: "mlp.",
+    expert_proj: ["gate_proj", "up_proj", "down_proj"],
+    shared_prefix: "",
+};
+
+pub(crate) fn parse_config(raw: RawConfig) -> Result<ModelConfig> {
+    let c = Common::parse(raw, 1e-6)?;
+    let num_experts = raw.usize_any(&["num_experts", "num_local_experts"])?;
+    Ok(ModelConfig {
+        family: Family::Qwen3Moe,
+        vocab_size: c.vocab_size,
+        hidden_size: c.hidden_size,
+        num_layers: c.num_layers,
+        num_heads: c.num_heads,
+        num_kv_heads: c.num_kv_heads,
+        head_dim: c.head_dim,
+        rms_norm_eps: c.rms_norm_eps,
+        rope_theta: c.rope_theta,
+        tie_word_embeddings: c.tie_word_embeddings,
+        attention: Attention::Standard {
+            qkv_bias: raw.bool_or("attention_bias", false)?,
+            o_bias: raw.bool_or("attention_bias", false)?,
+            qk_norm: QkNorm::PerHead,
+            clip_qkv: None,
+        },
+        mlp: super::qwen_layer_kinds(raw, c.num_layers, num_experts)?,
+        dense_intermediate: raw.opt_usize("intermediate_size")?.unwrap_or(0),
+        moe: MoeConfig {
+            num_experts,
+            top_k: raw.usize("num_experts_per_tok")?,
+            intermediate: raw.usize("moe_intermediate_size")?,
+            router: RouterConfig {
+                scoring: Scoring::Softmax,
+                normalize: raw.bool_or("norm_topk_prob", false)?,
+                routed_scaling_factor: 1.0,
+                group_limit: None,
+                correction_bias: false,
+            },
+            shared: None,
+        },
+        sliding_window: super::uniform_window(raw, c.num_layers, Some("use_sliding_window"))?,
+        raw: raw.0.clone(),
+    })
+}

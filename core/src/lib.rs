@@ -1,0 +1,26 @@
+//! moegrow-core: everything moegrow computes, shared by the native tool and the browser.
+//!
+//! - [`config`] and [`families`]: `config.json` of each supported Hugging Face MoE family,
+//!   normalised into one [`ModelConfig`].
+//! - [`roles`]: what each tensor is, independent of its name.
+//! - [`checkpoint`]: reading (memory-mapped, lazy) and writing (sharded, atomic) checkpoints.
+//! - [`reference`]: the CPU reference forward pass.
+//! - [`analysis`]: parameter counts, FLOPs and the per-layer expert weight-norm profile.
+//! - [`init`]: freshly initialised checkpoints from presets.
+
+pub mod analysis;
+pub mod checkpoint;
+pub mod config;
+pub mod dtype;
+pub mod error;
+pub mod families;
+pub mod init;
+pub mod reference;
+pub mod roles;
+
+pub use checkpoint::Checkpoint;
+pub use config::ModelConfig;
+pub use dtype::DType;
+pub use error::{Error, Result};
+pub use families::Family;
+pub use roles::{ExpertLayout, LayerRole, Proj, Role};

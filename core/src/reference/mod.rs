@@ -1,0 +1,13 @@
+//! The CPU reference implementation of every supported family's forward pass, in f32.
+//!
+//! It is the oracle the GPU kernels, growth and training are checked against, so it is written
+//! for clarity: one function per idea, following the transformers code it mirrors.
+
+pub mod attention;
+pub mod model;
+pub mod ops;
+pub mod routing;
+
+pub use model::{ForwardOutput, ReferenceModel};
+pub use ops::Mat;
+pub use routing::Choice;

@@ -1,0 +1,216 @@
+//! The elementary operations of the reference forward pass, in plain f32.
+//!
+//! Row-major matrices; linear weights are `[out, in]` as Hugging Face stores them, so a linear
+//! layer is `x · Wᵀ`. The product itself goes to `matrixmultiply` (a blocked, vectorised
+//! kernel), which keeps `--verify` on models of a few hundred million parameters practical.
+
+/// A row-major matrix.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mat {
+    pub rows: usize,
+    pub cols: usize,
+    pub data: Vec<f32>,
+}
+
+impl Mat {
+    pub fn zeros(rows: usize, cols: usize) -> Mat {
+        Mat { rows, cols, data: vec![0.0; rows * cols] }
+    }
+
+    pub fn from_vec(rows: usize, cols: usize, data: Vec<f32>) -> Mat {
+        assert_eq!(data.len(), rows * cols, "Mat::from_vec: {rows}x{cols} needs {} values", rows * cols);
+        Mat { rows, cols, data }
+    }
+
+    pub fn row(&self, r: usize) -> &[f32] {
+        &self.data[r * self.cols..(r + 1) * self.cols]
+    }
+
+    pub fn row_mut(&mut self, r: usize) -> &mut [f32] {
+        &mut self.data[r * self.cols..(r + 1) * self.cols]
+    }
+
+    /// Copy the columns `start..start + width` into a new matrix.
+    pub fn cols_slice(&self, start: usize, width: usize) -> Mat {
+        let mut out = Mat::zeros(self.rows, width);
+        for r in 0..self.rows {
+            out.row_mut(r).copy_from_slice(&self.row(r)[start..start + width]);
+        }
+        out
+    }
+
+    pub fn add_assign(&mut self, other: &Mat) {
+        debug_assert_eq!((self.rows, self.cols), (other.rows, other.cols));
+        self.data.iter_mut().zip(&other.data).for_each(|(a, b)| *a += b);
+    }
+}
+
+/// `x · Wᵀ` for `x: [m, k]` and `w: [n, k]` (a linear layer without bias).
+pub fn linear(x: &Mat, w: &[f32], n: usize) -> Mat {
+    let (m, k) = (x.rows, x.cols);
+    assert_eq!(w.len(), n * k, "linear: weight has {} values, expected {n}x{k}", w.len());
+    let mut out = Mat::zeros(m, n);
+    if m == 0 || n == 0 {
+        return out;
+    }
+    if k == 0 {
+        return out;
+    }
+    // SAFETY: the slices hold m·k, n·k and m·n elements, matching the strides passed.
+    unsafe {
+        matrixmultiply::sgemm(
+            m, k, n, 1.0,
+            x.data.as_ptr(), k as isize, 1,
+            w.as_ptr(), 1, k as isize,
+            0.0,
+            out.data.as_mut_ptr(), n as isize, 1,
+        );
+    }
+    out
+}
+
+/// A linear layer with an optional bias.
+pub fn linear_bias(x: &Mat, w: &[f32], b: Option<&[f32]>, n: usize) -> Mat {
+    let mut out = linear(x, w, n);
+    if let Some(b) = b {
+        for r in 0..out.rows {
+            out.row_mut(r).iter_mut().zip(b).for_each(|(o, b)| *o += b);
+        }
+    }
+    out
+}
+
+/// RMSNorm over groups of `width` consecutive values (the whole row, or each head):
+/// `w ⊙ x / sqrt(mean(x²) + eps)`.
+pub fn rms_norm(x: &mut [f32], w: &[f32], eps: f32) {
+    let width = w.len();
+    for group in x.chunks_exact_mut(width) {
+        let ms = group.iter().map(|v| v * v).sum::<f32>() / width as f32;
+        let inv = 1.0 / (ms + eps).sqrt();
+        group.iter_mut().zip(w).for_each(|(v, w)| *v = w * (*v * inv));
+    }
+}
+
+pub fn rms_norm_rows(x: &Mat, w: &[f32], eps: f32) -> Mat {
+    let mut out = x.clone();
+    rms_norm(&mut out.data, w, eps);
+    out
+}
+
+pub fn silu(x: f32) -> f32 {
+    x / (1.0 + (-x).exp())
+}
+
+pub fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+/// Numerically stable softmax in place.
+pub fn softmax(x: &mut [f32]) {
+    let max = x.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0.0;
+    for v in x.iter_mut() {
+        *v = (*v - max).exp();
+        sum += *v;
+    }
+    x.iter_mut().for_each(|v| *v /= sum);
+}
+
+/// A SwiGLU feed-forward block `down(silu(gate·x) ⊙ up·x)`.
+pub fn swiglu(x: &Mat, gate: &[f32], up: &[f32], down: &[f32], intermediate: usize) -> Mat {
+    let mut g = linear(x, gate, intermediate);
+    let u = linear(x, up, intermediate);
+    g.data.iter_mut().zip(&u.data).for_each(|(g, u)| *g = silu(*g) * u);
+    linear(&g, down, x.cols)
+}
+
+/// Rotary position embedding tables for one rotary dimension `dim`: `cos`/`sin` `[T, dim/2]`,
+/// with frequency `i` = `base^(-2i/dim)`.
+pub struct Rope {
+    pub half: usize,
+    pub cos: Vec<f32>,
+    pub sin: Vec<f32>,
+}
+
+impl Rope {
+    pub fn new(dim: usize, base: f32, positions: usize) -> Rope {
+        let half = dim / 2;
+        let mut cos = Vec::with_capacity(positions * half);
+        let mut sin = Vec::with_capacity(positions * half);
+        for p in 0..positions {
+            for i in 0..half {
+                // transformers computes the inverse frequency and the angle in f32.
+                let inv = 1.0f32 / base.powf((2 * i) as f32 / dim as f32);
+                let angle = p as f32 * inv;
+                cos.push(angle.cos());
+                sin.push(angle.sin());
+            }
+        }
+        Rope { half, cos, sin }
+    }
+
+    /// Rotate one head vector at position `pos`. `interleaved`: pairs `(2i, 2i+1)` (DeepSeek);
+    /// otherwise `(i, i + d/2)` (Llama-style `rotate_half`).
+    pub fn apply(&self, v: &mut [f32], pos: usize, interleaved: bool) {
+        let h = self.half;
+        let (c, s) = (&self.cos[pos * h..(pos + 1) * h], &self.sin[pos * h..(pos + 1) * h]);
+        for i in 0..h {
+            let (a, b) = if interleaved { (2 * i, 2 * i + 1) } else { (i, i + h) };
+            let (x, y) = (v[a], v[b]);
+            v[a] = x * c[i] - y * s[i];
+            v[b] = y * c[i] + x * s[i];
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn linear_matches_naive_on_odd_shapes() {
+        let (m, k, n) = (5, 7, 3);
+        let x = Mat::from_vec(m, k, (0..m * k).map(|i| (i as f32 * 0.37).sin()).collect());
+        let w: Vec<f32> = (0..n * k).map(|i| (i as f32 * 0.11).cos()).collect();
+        let y = linear(&x, &w, n);
+        for r in 0..m {
+            for c in 0..n {
+                let want: f32 = (0..k).map(|j| x.row(r)[j] * w[c * k + j]).sum();
+                let got = y.row(r)[c];
+                assert!((got - want).abs() < 1e-5, "Failed at index ({r},{c}): computed {got} vs expected {want}");
+            }
+        }
+    }
+
+    #[test]
+    fn rms_norm_unit_weight_gives_unit_rms() {
+        let mut x = vec![3.0, 4.0, 0.0, -5.0];
+        rms_norm(&mut x, &[1.0; 4], 0.0);
+        let rms = (x.iter().map(|v| v * v).sum::<f32>() / 4.0).sqrt();
+        assert!((rms - 1.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn rope_preserves_norm_and_position_zero_is_identity() {
+        let rope = Rope::new(8, 10000.0, 4);
+        let orig: Vec<f32> = (0..8).map(|i| i as f32 - 3.5).collect();
+        for interleaved in [false, true] {
+            let mut v = orig.clone();
+            rope.apply(&mut v, 0, interleaved);
+            assert_eq!(v, orig);
+            rope.apply(&mut v, 3, interleaved);
+            let n0: f32 = orig.iter().map(|x| x * x).sum();
+            let n1: f32 = v.iter().map(|x| x * x).sum();
+            assert!((n0 - n1).abs() < 1e-4);
+            assert_ne!(v, orig);
+        }
+    }
+
+    #[test]
+    fn softmax_sums_to_one() {
+        let mut x = vec![1000.0, 1001.0, 999.0];
+        softmax(&mut x);
+        assert!((x.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+        assert!(x[1] > x[0] && x[0] > x[2]);
+    }
+}

@@ -1,0 +1,65 @@
+use anyhow::{bail, Context};
+use moegrow_core::checkpoint::{write_safetensors, OutputTensor};
+use moegrow_core::dtype::encode_f32;
+use moegrow_core::reference::ReferenceModel;
+use moegrow_core::DType;
+use std::borrow::Cow;
+use std::path::PathBuf;
+
+#[derive(clap::Args)]
+pub struct Args {
+    pub checkpoint: PathBuf,
+    /// Comma-separated token ids, e.g. 1,5,9,42.
+    #[arg(long)]
+    pub tokens: String,
+    /// Write `logits` (f32 [T, V]) to this safetensors file instead of printing the top 5.
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+}
+
+pub fn parse_tokens(s: &str) -> anyhow::Result<Vec<u32>> {
+    let tokens: Vec<u32> = s
+        .split(',')
+        .map(|t| t.trim())
+        .filter(|t| !t.is_empty())
+        .map(|t| t.parse::<u32>().with_context(|| format!("token `{t}` is not a non-negative integer")))
+        .collect::<anyhow::Result<_>>()?;
+    if tokens.is_empty() {
+        bail!("--tokens needs at least one token id");
+    }
+    Ok(tokens)
+}
+
+pub fn run(a: Args) -> anyhow::Result<()> {
+    let tokens = parse_tokens(&a.tokens)?;
+    let ckpt = super::open(&a.checkpoint)?;
+    let model = ReferenceModel::load(&ckpt)?;
+    let out = model.forward(&tokens)?;
+    let (t, v) = (out.logits.rows, out.logits.cols);
+    match a.output {
+        Some(path) => {
+            let bytes = encode_f32(DType::F32, &out.logits.data);
+            let bytes = &bytes[..];
+            let tensor = OutputTensor {
+                name: "logits".into(),
+                dtype: DType::F32,
+                shape: vec![t, v],
+                data: Box::new(move || Ok(Cow::Borrowed(bytes))),
+            };
+            // Write beside the target and rename, so a failure leaves no partial file.
+            let tmp = path.with_extension("safetensors.moegrow-tmp");
+            write_safetensors(&tmp, &[&tensor], &Default::default(), |_| {})?;
+            std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))?;
+            println!("wrote logits [{t}, {v}] to {}", path.display());
+        }
+        None => {
+            for (pos, tok) in tokens.iter().enumerate() {
+                let row = out.logits.row(pos);
+                let top = moegrow_core::reference::routing::top_k(row, 5.min(v));
+                let list: Vec<String> = top.iter().map(|&i| format!("{i} ({:.3})", row[i])).collect();
+                println!("pos {pos:>3} token {tok:>6} -> {}", list.join(", "));
+            }
+        }
+    }
+    Ok(())
+}

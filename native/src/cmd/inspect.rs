@@ -1,0 +1,165 @@
+use moegrow_core::analysis::{bytes_by_dtype, expert_norm_profile, param_counts};
+use moegrow_core::config::{Attention, QkNorm};
+use moegrow_core::Checkpoint;
+use serde_json::json;
+use std::path::PathBuf;
+
+#[derive(clap::Args)]
+pub struct Args {
+    pub checkpoint: PathBuf,
+    /// Print one JSON object instead of the text summary.
+    #[arg(long)]
+    pub json: bool,
+    /// Also draw the expert weight-norm profile (.png or .svg).
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
+}
+
+fn human(n: u64) -> String {
+    let n = n as f64;
+    match n {
+        _ if n >= 1e9 => format!("{:.2}B", n / 1e9),
+        _ if n >= 1e6 => format!("{:.2}M", n / 1e6),
+        _ if n >= 1e3 => format!("{:.1}K", n / 1e3),
+        _ => format!("{n}"),
+    }
+}
+
+fn attention_words(c: &moegrow_core::ModelConfig) -> String {
+    match &c.attention {
+        Attention::Standard { qkv_bias, qk_norm, clip_qkv, .. } => {
+            let mut s = format!(
+                "{} heads, {} KV heads (GQA), head dim {}",
+                c.num_heads, c.num_kv_heads, c.head_dim
+            );
+            match qk_norm {
+                QkNorm::PerHead => s.push_str(", per-head q/k RMSNorm"),
+                QkNorm::FullWidth => s.push_str(", full-width q/k RMSNorm"),
+                QkNorm::None => {}
+            }
+            if *qkv_bias {
+                s.push_str(", q/k/v biases");
+            }
+            if let Some(c) = clip_qkv {
+                s.push_str(&format!(", q/k/v clipped to ±{c}"));
+            }
+            s
+        }
+        Attention::Mla(m) => format!(
+            "MLA: {} heads, q {} , kv latent {}, qk dims {} nope + {} rope{}, v dim {}",
+            c.num_heads,
+            m.q_lora_rank.map_or("full rank".to_string(), |r| format!("rank {r}")),
+            m.kv_lora_rank,
+            m.qk_nope_head_dim,
+            m.qk_rope_head_dim,
+            if m.rope_interleave { " (interleaved)" } else { "" },
+            m.v_head_dim
+        ),
+    }
+}
+
+/// Everything `inspect` reports, as JSON (the text view is rendered from it).
+pub fn summary(ckpt: &Checkpoint, path: &std::path::Path) -> anyhow::Result<serde_json::Value> {
+    let c = &ckpt.config;
+    let p = param_counts(ckpt);
+    let profile = expert_norm_profile(ckpt)?;
+    let moe_layers: Vec<usize> = c.moe_layers().collect();
+    let dtypes: serde_json::Map<String, serde_json::Value> = bytes_by_dtype(ckpt)
+        .into_iter()
+        .map(|(d, (n, b))| (d.to_string(), json!({"tensors": n, "bytes": b})))
+        .collect();
+    Ok(json!({
+        "path": path.display().to_string(),
+        "family": c.family.name(),
+        "model_type": c.family.model_type(),
+        "layout": ckpt.layout.name(),
+        "files": ckpt.shards.iter().map(|s| s.name.clone()).collect::<Vec<_>>(),
+        "layers": c.num_layers,
+        "moe_layers": moe_layers,
+        "hidden_size": c.hidden_size,
+        "vocab_size": c.vocab_size,
+        "num_heads": c.num_heads,
+        "num_kv_heads": c.num_kv_heads,
+        "head_dim": c.head_dim,
+        "attention": attention_words(c),
+        "experts": c.moe.num_experts,
+        "top_k": c.moe.top_k,
+        "expert_intermediate": c.moe.intermediate,
+        "shared_expert_intermediate": c.moe.shared.as_ref().map(|s| s.intermediate),
+        "dense_intermediate": c.dense_intermediate,
+        "routing": c.moe.router.describe(c.moe.top_k),
+        "tie_word_embeddings": c.tie_word_embeddings,
+        "parameters": {
+            "total": p.total,
+            "activated": p.activated,
+            "routed_experts": p.routed_experts,
+            "embedding": p.embedding,
+        },
+        "train_flops_per_token": p.train_flops_per_token(),
+        "tensors": ckpt.entries().len(),
+        "bytes_by_dtype": dtypes,
+        "expert_norm_profile": profile,
+    }))
+}
+
+pub fn run(a: Args) -> anyhow::Result<()> {
+    let ckpt = super::open(&a.checkpoint)?;
+    let s = summary(&ckpt, &a.checkpoint)?;
+    if let Some(plot) = &a.plot {
+        let profile: Vec<Option<f64>> = serde_json::from_value(s["expert_norm_profile"].clone())?;
+        crate::plot::norm_profiles(plot, &[(a.checkpoint.display().to_string(), profile)])?;
+    }
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&s)?);
+        return Ok(());
+    }
+    let p = &s["parameters"];
+    let (total, act) = (p["total"].as_u64().unwrap_or(0), p["activated"].as_u64().unwrap_or(0));
+    println!("checkpoint   {} ({} layout, {} file(s))", s["path"].as_str().unwrap_or(""), s["layout"].as_str().unwrap_or(""), s["files"].as_array().map_or(0, |f| f.len()));
+    println!("family       {} ({})", s["family"].as_str().unwrap_or(""), s["model_type"].as_str().unwrap_or(""));
+    println!(
+        "layers       {} ({} MoE), hidden {}, vocab {}",
+        s["layers"], s["moe_layers"].as_array().map_or(0, |m| m.len()), s["hidden_size"], s["vocab_size"]
+    );
+    println!("attention    {}", s["attention"].as_str().unwrap_or(""));
+    let shared = match s["shared_expert_intermediate"].as_u64() {
+        Some(i) => format!(", shared expert FFN {i}"),
+        None => String::new(),
+    };
+    println!("experts      {} routed, top-{}, expert FFN {}{shared}", s["experts"], s["top_k"], s["expert_intermediate"]);
+    println!("routing      {}", s["routing"].as_str().unwrap_or(""));
+    println!(
+        "parameters   {} total, {} activated per token ({:.1}%), {} in routed experts, {} embedding",
+        human(total),
+        human(act),
+        100.0 * act as f64 / total.max(1) as f64,
+        human(p["routed_experts"].as_u64().unwrap_or(0)),
+        human(p["embedding"].as_u64().unwrap_or(0))
+    );
+    println!("train FLOPs  {} per token (6 x activated)", human(s["train_flops_per_token"].as_u64().unwrap_or(0)));
+    let dt: Vec<String> = s["bytes_by_dtype"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(d, v)| format!("{d}: {} tensors, {:.2} MB", v["tensors"], v["bytes"].as_f64().unwrap_or(0.0) / 1e6))
+                .collect()
+        })
+        .unwrap_or_default();
+    println!("tensors      {} ({})", s["tensors"], dt.join("; "));
+    println!("expert weight-norm profile (mean over experts and gate/up/down of ||W||_F / sqrt(numel)):");
+    let profile: Vec<Option<f64>> = serde_json::from_value(s["expert_norm_profile"].clone())?;
+    let max = profile.iter().flatten().cloned().fold(0.0f64, f64::max);
+    for (i, v) in profile.iter().enumerate() {
+        match v {
+            Some(v) => {
+                let bar = "#".repeat(if max > 0.0 { (v / max * 40.0).round() as usize } else { 0 });
+                println!("  layer {i:>3}  {v:.5}  {bar}");
+            }
+            None => println!("  layer {i:>3}  (dense)"),
+        }
+    }
+    if let Some(plot) = &a.plot {
+        println!("plot         {}", plot.display());
+    }
+    Ok(())
+}

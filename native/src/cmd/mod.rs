@@ -1,0 +1,13 @@
+pub mod convert;
+pub mod forward;
+pub mod init;
+pub mod inspect;
+
+use anyhow::Context;
+use moegrow_core::Checkpoint;
+use std::path::Path;
+
+/// Open a checkpoint with the path in every error message.
+pub fn open(path: &Path) -> anyhow::Result<Checkpoint> {
+    Checkpoint::open(path).with_context(|| format!("cannot read checkpoint {}", path.display()))
+}

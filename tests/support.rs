@@ -1,0 +1,70 @@
+//! Shared helpers for the cross-crate tests: where the fixtures are and how to read the
+//! reference outputs that transformers wrote next to them.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+pub fn fixtures_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")
+}
+
+/// Every fixture checkpoint (a directory with `reference.safetensors`), sorted by name.
+pub fn fixture_checkpoints() -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(fixtures_dir())
+        .expect("tests/fixtures exists")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join("reference.safetensors").exists())
+        .collect();
+    v.sort();
+    assert!(v.len() >= 24, "expected the fixture set (6 families x 2 layouts x 2 dtypes), found {}", v.len());
+    v
+}
+
+/// What transformers computed for a fixture.
+pub struct Reference {
+    pub tensors: BTreeMap<String, (Vec<usize>, Vec<f32>)>,
+    pub tokens: Vec<u32>,
+    pub metadata: BTreeMap<String, String>,
+}
+
+impl Reference {
+    pub fn load(dir: &Path) -> Reference {
+        let bytes = std::fs::read(dir.join("reference.safetensors")).expect("reference.safetensors");
+        let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).expect("valid reference file");
+        let st = safetensors::SafeTensors::deserialize(&bytes).expect("valid reference file");
+        let mut tensors = BTreeMap::new();
+        let mut tokens = Vec::new();
+        for (name, view) in st.tensors() {
+            let data = view.data();
+            match view.dtype() {
+                safetensors::Dtype::F32 => {
+                    let v = data.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
+                    tensors.insert(name, (view.shape().to_vec(), v));
+                }
+                safetensors::Dtype::I64 => {
+                    tokens = data.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap()) as u32).collect();
+                }
+                d => panic!("unexpected dtype {d:?} for {name}"),
+            }
+        }
+        Reference {
+            tensors,
+            tokens,
+            metadata: meta.metadata().clone().unwrap_or_default().into_iter().collect(),
+        }
+    }
+
+    pub fn get(&self, name: &str) -> &(Vec<usize>, Vec<f32>) {
+        self.tensors.get(name).unwrap_or_else(|| panic!("reference has no `{name}`"))
+    }
+}
+
+/// Largest absolute difference, and where; panics on a length mismatch.
+pub fn max_abs_diff(got: &[f32], want: &[f32]) -> (f32, usize) {
+    assert_eq!(got.len(), want.len(), "length mismatch");
+    got.iter()
+        .zip(want)
+        .enumerate()
+        .map(|(i, (a, b))| ((a - b).abs(), i))
+        .fold((0.0, 0), |m, x| if x.0 > m.0 || x.0.is_nan() { x } else { m })
+}
