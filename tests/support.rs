@@ -16,7 +16,11 @@ pub fn fixture_checkpoints() -> Vec<PathBuf> {
         .filter(|p| p.join("reference.safetensors").exists())
         .collect();
     v.sort();
-    assert!(v.len() >= 24, "expected the fixture set (6 families x 2 layouts x 2 dtypes), found {}", v.len());
+    assert!(
+        v.len() >= 24,
+        "expected the fixture set (6 families x 2 layouts x 2 dtypes), found {}",
+        v.len()
+    );
     v
 }
 
@@ -29,8 +33,10 @@ pub struct Reference {
 
 impl Reference {
     pub fn load(dir: &Path) -> Reference {
-        let bytes = std::fs::read(dir.join("reference.safetensors")).expect("reference.safetensors");
-        let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).expect("valid reference file");
+        let bytes =
+            std::fs::read(dir.join("reference.safetensors")).expect("reference.safetensors");
+        let (_, meta) =
+            safetensors::SafeTensors::read_metadata(&bytes).expect("valid reference file");
         let st = safetensors::SafeTensors::deserialize(&bytes).expect("valid reference file");
         let mut tensors = BTreeMap::new();
         let mut tokens = Vec::new();
@@ -38,11 +44,17 @@ impl Reference {
             let data = view.data();
             match view.dtype() {
                 safetensors::Dtype::F32 => {
-                    let v = data.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
+                    let v = data
+                        .chunks_exact(4)
+                        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+                        .collect();
                     tensors.insert(name, (view.shape().to_vec(), v));
                 }
                 safetensors::Dtype::I64 => {
-                    tokens = data.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap()) as u32).collect();
+                    tokens = data
+                        .chunks_exact(8)
+                        .map(|c| i64::from_le_bytes(c.try_into().unwrap()) as u32)
+                        .collect();
                 }
                 d => panic!("unexpected dtype {d:?} for {name}"),
             }
@@ -50,12 +62,19 @@ impl Reference {
         Reference {
             tensors,
             tokens,
-            metadata: meta.metadata().clone().unwrap_or_default().into_iter().collect(),
+            metadata: meta
+                .metadata()
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .collect(),
         }
     }
 
     pub fn get(&self, name: &str) -> &(Vec<usize>, Vec<f32>) {
-        self.tensors.get(name).unwrap_or_else(|| panic!("reference has no `{name}`"))
+        self.tensors
+            .get(name)
+            .unwrap_or_else(|| panic!("reference has no `{name}`"))
     }
 }
 
@@ -66,5 +85,8 @@ pub fn max_abs_diff(got: &[f32], want: &[f32]) -> (f32, usize) {
         .zip(want)
         .enumerate()
         .map(|(i, (a, b))| ((a - b).abs(), i))
-        .fold((0.0, 0), |m, x| if x.0 > m.0 || x.0.is_nan() { x } else { m })
+        .fold(
+            (0.0, 0),
+            |m, x| if x.0 > m.0 || x.0.is_nan() { x } else { m },
+        )
 }

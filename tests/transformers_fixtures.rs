@@ -11,7 +11,11 @@ const TOL: f32 = 1e-4;
 
 fn compare(what: &str, cols: usize, got: &[f32], want: &[f32], failures: &mut Vec<String>) {
     if got.len() != want.len() {
-        failures.push(format!("{what}: {} values, transformers has {}", got.len(), want.len()));
+        failures.push(format!(
+            "{what}: {} values, transformers has {}",
+            got.len(),
+            want.len()
+        ));
         return;
     }
     let (d, i) = max_abs_diff(got, want);
@@ -43,10 +47,22 @@ fn reference_forward_matches_transformers_on_every_fixture() {
         let model = ReferenceModel::load(&ckpt).expect("weights load");
         let out = model.forward(&reference.tokens).expect("forward");
         let (shape, logits) = reference.get("logits");
-        compare(&format!("{name} logits"), shape[1], &out.logits.data, logits, &mut failures);
+        compare(
+            &format!("{name} logits"),
+            shape[1],
+            &out.logits.data,
+            logits,
+            &mut failures,
+        );
         for (i, hs) in out.hidden_states.iter().enumerate() {
             let (shape, want) = reference.get(&format!("hidden_states.{i}"));
-            compare(&format!("{name} hidden_states.{i}"), shape[1], &hs.data, want, &mut failures);
+            compare(
+                &format!("{name} hidden_states.{i}"),
+                shape[1],
+                &hs.data,
+                want,
+                &mut failures,
+            );
         }
         let moe_layers: Vec<usize> = ckpt.config.moe_layers().collect();
         let want_layers: Vec<usize> = reference.metadata["moe_layers"]
@@ -55,23 +71,38 @@ fn reference_forward_matches_transformers_on_every_fixture() {
             .map(|s| s.parse().unwrap())
             .collect();
         if moe_layers != want_layers {
-            failures.push(format!("{name}: MoE layers {moe_layers:?}, transformers has {want_layers:?}"));
+            failures.push(format!(
+                "{name}: MoE layers {moe_layers:?}, transformers has {want_layers:?}"
+            ));
         }
         for l in want_layers {
             let (shape, want) = reference.get(&format!("router_logits.{l}"));
             match &out.router_logits[l] {
-                Some(got) => compare(&format!("{name} router_logits.{l}"), shape[1], &got.data, want, &mut failures),
+                Some(got) => compare(
+                    &format!("{name} router_logits.{l}"),
+                    shape[1],
+                    &got.data,
+                    want,
+                    &mut failures,
+                ),
                 None => failures.push(format!("{name}: no router logits for layer {l}")),
             }
         }
         let params = param_counts(&ckpt).total;
         let want: u64 = reference.metadata["num_parameters"].parse().unwrap();
         if params != want {
-            failures.push(format!("{name}: {params} parameters, transformers counts {want}"));
+            failures.push(format!(
+                "{name}: {params} parameters, transformers counts {want}"
+            ));
         }
         checked += 1;
     }
-    assert!(failures.is_empty(), "{} of {checked} fixtures disagree with transformers:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {checked} fixtures disagree with transformers:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 /// The fixtures must exercise what they claim to: the two layouts really differ on disk, and
@@ -83,9 +114,17 @@ fn fixtures_cover_both_layouts_and_dtypes() {
     for dir in fixture_checkpoints() {
         let ckpt = Checkpoint::open(&dir).unwrap();
         let name = dir.file_name().unwrap().to_string_lossy().to_string();
-        let layout = if name.contains("_fused_") { ExpertLayout::Fused } else { ExpertLayout::PerExpert };
+        let layout = if name.contains("_fused_") {
+            ExpertLayout::Fused
+        } else {
+            ExpertLayout::PerExpert
+        };
         assert_eq!(ckpt.layout, layout, "{name}");
-        let dtype = if name.contains("bf16") { DType::BF16 } else { DType::F32 };
+        let dtype = if name.contains("bf16") {
+            DType::BF16
+        } else {
+            DType::F32
+        };
         assert_eq!(ckpt.dominant_dtype(), dtype, "{name}");
         seen.insert((ckpt.config.family, layout.name(), dtype));
     }

@@ -80,7 +80,12 @@ pub fn rms(values: &[f32]) -> f64 {
     if values.is_empty() {
         return 0.0;
     }
-    (values.iter().map(|v| (*v as f64) * (*v as f64)).sum::<f64>() / values.len() as f64).sqrt()
+    (values
+        .iter()
+        .map(|v| (*v as f64) * (*v as f64))
+        .sum::<f64>()
+        / values.len() as f64)
+        .sqrt()
 }
 
 /// The paper's per-layer expert weight norm: for every routed expert matrix (gate, up, down)

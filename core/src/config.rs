@@ -249,7 +249,9 @@ impl ModelConfig {
             )));
         }
         if self.mlp.len() != self.num_layers || self.sliding_window.len() != self.num_layers {
-            return Err(Error::config("per-layer lists disagree with num_hidden_layers"));
+            return Err(Error::config(
+                "per-layer lists disagree with num_hidden_layers",
+            ));
         }
         if self.mlp.contains(&MlpKind::Moe) {
             let m = &self.moe;
@@ -273,7 +275,11 @@ impl ModelConfig {
                 }
             }
         }
-        if let Attention::Standard { qk_norm: QkNorm::PerHead, .. } = self.attention {
+        if let Attention::Standard {
+            qk_norm: QkNorm::PerHead,
+            ..
+        } = self.attention
+        {
             if self.head_dim == 0 {
                 return Err(Error::config("head_dim must be positive"));
             }
@@ -306,10 +312,9 @@ impl<'a> RawConfig<'a> {
     pub fn opt_usize(&self, key: &str) -> Result<Option<usize>> {
         match self.get(key) {
             None => Ok(None),
-            Some(v) => v
-                .as_u64()
-                .map(|n| Some(n as usize))
-                .ok_or_else(|| Error::config(format!("`{key}` must be a non-negative integer, found {v}"))),
+            Some(v) => v.as_u64().map(|n| Some(n as usize)).ok_or_else(|| {
+                Error::config(format!("`{key}` must be a non-negative integer, found {v}"))
+            }),
         }
     }
 
@@ -367,9 +372,9 @@ impl<'a> RawConfig<'a> {
             Some(Value::Array(a)) => a
                 .iter()
                 .map(|v| {
-                    v.as_u64()
-                        .map(|n| n as usize)
-                        .ok_or_else(|| Error::config(format!("`{key}` must list integers, found {v}")))
+                    v.as_u64().map(|n| n as usize).ok_or_else(|| {
+                        Error::config(format!("`{key}` must list integers, found {v}"))
+                    })
                 })
                 .collect(),
             Some(v) => Err(Error::config(format!("`{key}` must be a list, found {v}"))),
@@ -381,11 +386,15 @@ impl<'a> RawConfig<'a> {
     /// (and maybe `rope_scaling`). Only plain RoPE is supported; anything else is refused
     /// rather than silently computed wrong.
     pub fn rope_theta(&self) -> Result<f32> {
-        let params = self.get("rope_parameters").or_else(|| self.get("rope_scaling"));
+        let params = self
+            .get("rope_parameters")
+            .or_else(|| self.get("rope_scaling"));
         let mut theta = self.opt_f32("rope_theta")?;
         if let Some(p) = params {
             let Value::Object(p) = p else {
-                return Err(Error::config(format!("`rope_parameters` must be an object, found {p}")));
+                return Err(Error::config(format!(
+                    "`rope_parameters` must be an object, found {p}"
+                )));
             };
             let ty = p
                 .get("rope_type")

@@ -3,7 +3,9 @@
 
 use half::{bf16, f16};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub enum DType {
     F32,
     F16,
@@ -43,7 +45,6 @@ impl DType {
             _ => None,
         }
     }
-
 }
 
 /// Decode little-endian bytes of `dtype` into f32. The length must be a multiple of the
@@ -69,7 +70,9 @@ pub fn decode_f32(dtype: DType, bytes: &[u8]) -> Vec<f32> {
 pub fn encode_f32(dtype: DType, values: &[f32]) -> Vec<u8> {
     let mut out = Vec::with_capacity(values.len() * dtype.size());
     match dtype {
-        DType::F32 => values.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
+        DType::F32 => values
+            .iter()
+            .for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
         DType::F16 => values
             .iter()
             .for_each(|v| out.extend_from_slice(&f16::from_f32(*v).to_le_bytes())),
@@ -102,7 +105,10 @@ mod tests {
     fn bf16_rounds_to_nearest() {
         // 1 + 2^-8 lies exactly between two bf16 values; ties go to even (1.0).
         let x = 1.0f32 + 2f32.powi(-8);
-        assert_eq!(decode_f32(DType::BF16, &encode_f32(DType::BF16, &[x]))[0], 1.0);
+        assert_eq!(
+            decode_f32(DType::BF16, &encode_f32(DType::BF16, &[x]))[0],
+            1.0
+        );
         assert_eq!(DType::parse("bfloat16"), Some(DType::BF16));
         assert_eq!(DType::parse("int8"), None);
     }
@@ -110,7 +116,11 @@ mod tests {
 
 /// Re-encode bytes from one dtype to another; borrowed bytes pass through untouched when the
 /// dtypes agree.
-pub fn convert<'a>(from: DType, to: DType, bytes: std::borrow::Cow<'a, [u8]>) -> std::borrow::Cow<'a, [u8]> {
+pub fn convert<'a>(
+    from: DType,
+    to: DType,
+    bytes: std::borrow::Cow<'a, [u8]>,
+) -> std::borrow::Cow<'a, [u8]> {
     if from == to {
         bytes
     } else {

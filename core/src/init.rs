@@ -33,20 +33,72 @@ pub struct Preset {
 }
 
 pub const PRESETS: &[Preset] = &[
-    Preset { name: "tiny", vocab_size: 512, hidden_size: 64, num_layers: 4, num_heads: 4, num_kv_heads: 2, head_dim: 16, num_experts: 8, top_k: 2, expert_intermediate: 64 },
-    Preset { name: "small", vocab_size: 4096, hidden_size: 256, num_layers: 8, num_heads: 8, num_kv_heads: 2, head_dim: 32, num_experts: 16, top_k: 2, expert_intermediate: 256 },
-    Preset { name: "base100m", vocab_size: 16384, hidden_size: 512, num_layers: 8, num_heads: 8, num_kv_heads: 2, head_dim: 64, num_experts: 16, top_k: 2, expert_intermediate: 384 },
+    Preset {
+        name: "tiny",
+        vocab_size: 512,
+        hidden_size: 64,
+        num_layers: 4,
+        num_heads: 4,
+        num_kv_heads: 2,
+        head_dim: 16,
+        num_experts: 8,
+        top_k: 2,
+        expert_intermediate: 64,
+    },
+    Preset {
+        name: "small",
+        vocab_size: 4096,
+        hidden_size: 256,
+        num_layers: 8,
+        num_heads: 8,
+        num_kv_heads: 2,
+        head_dim: 32,
+        num_experts: 16,
+        top_k: 2,
+        expert_intermediate: 256,
+    },
+    Preset {
+        name: "base100m",
+        vocab_size: 16384,
+        hidden_size: 512,
+        num_layers: 8,
+        num_heads: 8,
+        num_kv_heads: 2,
+        head_dim: 64,
+        num_experts: 16,
+        top_k: 2,
+        expert_intermediate: 384,
+    },
     // The paper's 3B base architecture (20 layers, hidden 1024, 64 experts top-4, FFN 768).
-    Preset { name: "paper3b", vocab_size: 151936, hidden_size: 1024, num_layers: 20, num_heads: 16, num_kv_heads: 4, head_dim: 128, num_experts: 64, top_k: 4, expert_intermediate: 768 },
+    Preset {
+        name: "paper3b",
+        vocab_size: 151936,
+        hidden_size: 1024,
+        num_layers: 20,
+        num_heads: 16,
+        num_kv_heads: 4,
+        head_dim: 128,
+        num_experts: 64,
+        top_k: 4,
+        expert_intermediate: 768,
+    },
 ];
 
 pub fn preset(name: &str) -> Result<Preset> {
-    PRESETS.iter().copied().find(|p| p.name == name).ok_or_else(|| {
-        Error::Invalid(format!(
-            "unknown preset `{name}`; choose one of {}",
-            PRESETS.iter().map(|p| p.name).collect::<Vec<_>>().join(", ")
-        ))
-    })
+    PRESETS
+        .iter()
+        .copied()
+        .find(|p| p.name == name)
+        .ok_or_else(|| {
+            Error::Invalid(format!(
+                "unknown preset `{name}`; choose one of {}",
+                PRESETS
+                    .iter()
+                    .map(|p| p.name)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        })
 }
 
 impl Preset {
@@ -89,7 +141,12 @@ impl Preset {
 /// Tensors of a freshly initialised model. Norm weights are ones; every other tensor is
 /// N(0, std²) from a ChaCha8 stream selected by the tensor's index, so tensors can be produced
 /// in any order (and in parallel) with identical bytes.
-pub fn init_tensors(config: &ModelConfig, dtype: DType, seed: u64, std: f32) -> Vec<OutputTensor<'_>> {
+pub fn init_tensors(
+    config: &ModelConfig,
+    dtype: DType,
+    seed: u64,
+    std: f32,
+) -> Vec<OutputTensor<'_>> {
     let layout = ExpertLayout::PerExpert;
     expected_roles(config, layout)
         .into_iter()
@@ -104,7 +161,12 @@ pub fn init_tensors(config: &ModelConfig, dtype: DType, seed: u64, std: f32) -> 
                         _,
                         LayerRole::InputNorm
                             | LayerRole::PostAttnNorm
-                            | LayerRole::Attn(AttnRole::QNorm | AttnRole::KNorm | AttnRole::QANorm | AttnRole::KvANorm)
+                            | LayerRole::Attn(
+                                AttnRole::QNorm
+                                    | AttnRole::KNorm
+                                    | AttnRole::QANorm
+                                    | AttnRole::KvANorm
+                            )
                     )
             );
             let is_bias = matches!(
@@ -112,7 +174,14 @@ pub fn init_tensors(config: &ModelConfig, dtype: DType, seed: u64, std: f32) -> 
                 Role::Layer(
                     _,
                     LayerRole::RouterBias
-                        | LayerRole::Attn(AttnRole::QBias | AttnRole::KBias | AttnRole::VBias | AttnRole::OBias | AttnRole::QABias | AttnRole::KvABias)
+                        | LayerRole::Attn(
+                            AttnRole::QBias
+                                | AttnRole::KBias
+                                | AttnRole::VBias
+                                | AttnRole::OBias
+                                | AttnRole::QABias
+                                | AttnRole::KvABias
+                        )
                 )
             );
             OutputTensor {
@@ -159,7 +228,11 @@ mod tests {
         let last = a.len() - 1;
         assert_eq!((a[last].data)().unwrap(), (b[last].data)().unwrap());
         assert_ne!((a[last].data)().unwrap(), (c[last].data)().unwrap());
-        assert_ne!((a[0].data)().unwrap(), (a[last].data)().unwrap(), "streams differ per tensor");
+        assert_ne!(
+            (a[0].data)().unwrap(),
+            (a[last].data)().unwrap(),
+            "streams differ per tensor"
+        );
         let v = crate::dtype::decode_f32(DType::F32, &(a[0].data)().unwrap());
         let std = (v.iter().map(|x| x * x).sum::<f32>() / v.len() as f32).sqrt();
         assert!((std - 0.02).abs() < 0.001, "std {std}");

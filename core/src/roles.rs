@@ -113,7 +113,9 @@ pub fn expected_roles(cfg: &ModelConfig, layout: ExpertLayout) -> Vec<Role> {
                 match layout {
                     ExpertLayout::PerExpert => {
                         for e in 0..cfg.moe.num_experts {
-                            Proj::ALL.iter().for_each(|p| push(LayerRole::Expert(e, *p)));
+                            Proj::ALL
+                                .iter()
+                                .for_each(|p| push(LayerRole::Expert(e, *p)));
                         }
                     }
                     ExpertLayout::Fused => {
@@ -122,7 +124,9 @@ pub fn expected_roles(cfg: &ModelConfig, layout: ExpertLayout) -> Vec<Role> {
                     }
                 }
                 if let Some(shared) = &cfg.moe.shared {
-                    Proj::ALL.iter().for_each(|p| push(LayerRole::SharedExpert(*p)));
+                    Proj::ALL
+                        .iter()
+                        .for_each(|p| push(LayerRole::SharedExpert(*p)));
                     if shared.gated {
                         push(LayerRole::SharedExpertGate);
                     }
@@ -220,8 +224,16 @@ fn attention_shape(cfg: &ModelConfig, a: AttnRole) -> Vec<usize> {
                 QBias => vec![q],
                 KBias | VBias => vec![kv],
                 OBias => vec![h],
-                QNorm => vec![if *qk_norm == QkNorm::FullWidth { q } else { cfg.head_dim }],
-                KNorm => vec![if *qk_norm == QkNorm::FullWidth { kv } else { cfg.head_dim }],
+                QNorm => vec![if *qk_norm == QkNorm::FullWidth {
+                    q
+                } else {
+                    cfg.head_dim
+                }],
+                KNorm => vec![if *qk_norm == QkNorm::FullWidth {
+                    kv
+                } else {
+                    cfg.head_dim
+                }],
                 _ => vec![0],
             }
         }
@@ -250,6 +262,9 @@ fn attention_shape(cfg: &ModelConfig, a: AttnRole) -> Vec<usize> {
 pub fn is_routed_expert(role: Role) -> bool {
     matches!(
         role,
-        Role::Layer(_, LayerRole::Expert(..) | LayerRole::ExpertsGateUp | LayerRole::ExpertsDown)
+        Role::Layer(
+            _,
+            LayerRole::Expert(..) | LayerRole::ExpertsGateUp | LayerRole::ExpertsDown
+        )
     )
 }

@@ -7,7 +7,11 @@ mod progress;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "moegrow", version, about = "Recycle pretrained MoE checkpoints: inspect, grow, train on")]
+#[command(
+    name = "moegrow",
+    version,
+    about = "Recycle pretrained MoE checkpoints: inspect, grow, train on"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

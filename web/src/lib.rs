@@ -15,7 +15,8 @@ pub fn summarize(config_json: &str, safetensors: &[u8]) -> Result<String, JsErro
 
 fn summarize_impl(config_json: &str, safetensors: &[u8]) -> moegrow_core::Result<String> {
     let shard = ShardData::Bytes(safetensors.to_vec().into());
-    let ckpt = Checkpoint::from_shards(config_json, vec![("model.safetensors".into(), shard)], None)?;
+    let ckpt =
+        Checkpoint::from_shards(config_json, vec![("model.safetensors".into(), shard)], None)?;
     let c = &ckpt.config;
     let p = param_counts(&ckpt);
     Ok(serde_json::json!({
@@ -39,13 +40,20 @@ mod tests {
 
     #[test]
     fn summarizes_a_fixture_from_bytes() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/qwen3_moe_experts_f32");
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../tests/fixtures/qwen3_moe_experts_f32");
         let config = std::fs::read_to_string(dir.join("config.json")).unwrap();
         let bytes = std::fs::read(dir.join("model.safetensors")).unwrap();
-        let s: serde_json::Value = serde_json::from_str(&summarize_impl(&config, &bytes).unwrap()).unwrap();
+        let s: serde_json::Value =
+            serde_json::from_str(&summarize_impl(&config, &bytes).unwrap()).unwrap();
         assert_eq!(s["family"], "Qwen3-MoE");
         assert_eq!(s["experts"], 8);
-        let err = summarize_impl(&config, &bytes[..bytes.len() - 1]).unwrap_err().to_string();
-        assert!(err.contains("past the end") || err.contains("truncated"), "{err}");
+        let err = summarize_impl(&config, &bytes[..bytes.len() - 1])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("past the end") || err.contains("truncated"),
+            "{err}"
+        );
     }
 }

@@ -132,7 +132,9 @@ pub fn parse_header(file: &str, prefix: &[u8], file_len: u64) -> Result<Header> 
             .ok_or_else(|| tensor_err("`data_offsets` must be two non-negative integers".into()))?;
         let (start, end) = (offsets[0], offsets[1]);
         if start > end {
-            return Err(tensor_err(format!("data_offsets [{start}, {end}] run backwards")));
+            return Err(tensor_err(format!(
+                "data_offsets [{start}, {end}] run backwards"
+            )));
         }
         if end > data_len as u64 {
             return Err(tensor_err(format!(
@@ -193,7 +195,13 @@ mod tests {
             12,
         );
         let h = parse(&v).unwrap();
-        assert_eq!(h.tensors.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(
+            h.tensors
+                .iter()
+                .map(|t| t.name.as_str())
+                .collect::<Vec<_>>(),
+            ["a", "b"]
+        );
         assert_eq!(h.tensors[1].range.len(), 4);
         assert_eq!(h.metadata["format"], "pt");
     }
@@ -202,24 +210,75 @@ mod tests {
     fn rejects_each_kind_of_corruption_with_its_own_message() {
         let cases: Vec<(Vec<u8>, &str)> = vec![
             (vec![1, 2, 3], "8-byte header length"),
-            ({ let mut v = file("{}", 0); v[0] = 0xff; v[5] = 0x7f; v }, "above the format's limit"),
-            ({ let mut v = file("{}", 0); v[0] = 200; v }, "truncated"),
+            (
+                {
+                    let mut v = file("{}", 0);
+                    v[0] = 0xff;
+                    v[5] = 0x7f;
+                    v
+                },
+                "above the format's limit",
+            ),
+            (
+                {
+                    let mut v = file("{}", 0);
+                    v[0] = 200;
+                    v
+                },
+                "truncated",
+            ),
             (file("[1,2]", 0), "not a JSON object"),
             (file("{not json", 0), "not valid JSON"),
-            (file(r#"{"a":{"dtype":"I64","shape":[1],"data_offsets":[0,8]}}"#, 8), "unsupported dtype I64"),
-            (file(r#"{"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}}"#, 8), "need 12 bytes"),
-            (file(r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#, 4), "past the end"),
-            (file(r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[8,0]}}"#, 8), "backwards"),
             (
-                file(r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}"#, 12),
+                file(
+                    r#"{"a":{"dtype":"I64","shape":[1],"data_offsets":[0,8]}}"#,
+                    8,
+                ),
+                "unsupported dtype I64",
+            ),
+            (
+                file(
+                    r#"{"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}}"#,
+                    8,
+                ),
+                "need 12 bytes",
+            ),
+            (
+                file(
+                    r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#,
+                    4,
+                ),
+                "past the end",
+            ),
+            (
+                file(
+                    r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[8,0]}}"#,
+                    8,
+                ),
+                "backwards",
+            ),
+            (
+                file(
+                    r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}"#,
+                    12,
+                ),
                 "overlap",
             ),
-            (file(r#"{"a":{"dtype":"F32","shape":[-1],"data_offsets":[0,8]}}"#, 8), "non-negative integers"),
+            (
+                file(
+                    r#"{"a":{"dtype":"F32","shape":[-1],"data_offsets":[0,8]}}"#,
+                    8,
+                ),
+                "non-negative integers",
+            ),
         ];
         for (bytes, want) in cases {
             let err = parse(&bytes).expect_err(want).to_string();
             assert!(err.contains(want), "expected `{want}` in `{err}`");
-            assert!(err.contains("t.safetensors"), "error must name the file: {err}");
+            assert!(
+                err.contains("t.safetensors"),
+                "error must name the file: {err}"
+            );
         }
     }
 }

@@ -8,7 +8,10 @@ mod header;
 mod writer;
 
 pub use header::{header_len, parse_header, Header, HeaderTensor, MAX_HEADER_BYTES};
-pub use writer::{parse_size, write_checkpoint, write_safetensors, COMPANION_FILES, OutputTensor, WriteOptions, WriteSummary, INDEX_FILE, SINGLE_FILE};
+pub use writer::{
+    parse_size, write_checkpoint, write_safetensors, OutputTensor, WriteOptions, WriteSummary,
+    COMPANION_FILES, INDEX_FILE, SINGLE_FILE,
+};
 
 use crate::config::ModelConfig;
 use crate::dtype::{decode_f32, DType};
@@ -88,7 +91,8 @@ impl Checkpoint {
             ));
         }
         let config_path = dir.join("config.json");
-        let config_text = fs::read_to_string(&config_path).map_err(|e| Error::io(&config_path, e))?;
+        let config_text =
+            fs::read_to_string(&config_path).map_err(|e| Error::io(&config_path, e))?;
         let index_path = dir.join(INDEX_FILE);
         let (files, weight_map) = if index_path.exists() {
             let text = fs::read_to_string(&index_path).map_err(|e| Error::io(&index_path, e))?;
@@ -190,16 +194,23 @@ impl Checkpoint {
                     });
                 };
                 if let Some(l) = specific {
-                    layouts_seen.entry(l.name()).or_insert_with(|| t.name.clone());
+                    layouts_seen
+                        .entry(l.name())
+                        .or_insert_with(|| t.name.clone());
                 }
                 found.push((role, si, t));
             }
         }
         if let Some(map) = &weight_map {
-            if let Some((name, file)) = map.iter().find(|(n, _)| !seen_names.contains_key(n.as_str())) {
+            if let Some((name, file)) = map
+                .iter()
+                .find(|(n, _)| !seen_names.contains_key(n.as_str()))
+            {
                 return Err(Error::MissingTensor {
                     tensor: name.clone(),
-                    why: format!("{INDEX_FILE} lists it in {file}, but that file does not contain it"),
+                    why: format!(
+                        "{INDEX_FILE} lists it in {file}, but that file does not contain it"
+                    ),
                 });
             }
         }
@@ -222,7 +233,10 @@ impl Checkpoint {
             let Some(&(shard, t)) = by_role_found.get(&role) else {
                 return Err(Error::MissingTensor {
                     tensor: name,
-                    why: format!("config.json describes a {} model that has it", family.name()),
+                    why: format!(
+                        "config.json describes a {} model that has it",
+                        family.name()
+                    ),
                 });
             };
             let expected = role_shape(&config, role);
@@ -242,8 +256,15 @@ impl Checkpoint {
                 range: t.range.clone(),
             });
         }
-        let by_role = entries.iter().enumerate().map(|(i, e)| (e.role, i)).collect();
-        let metadata = shards.first().map(|s| s.header.metadata.clone()).unwrap_or_default();
+        let by_role = entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (e.role, i))
+            .collect();
+        let metadata = shards
+            .first()
+            .map(|s| s.header.metadata.clone())
+            .unwrap_or_default();
         Ok(Checkpoint {
             config,
             layout,
@@ -304,7 +325,11 @@ impl Checkpoint {
                 }
                 let role = Role::Layer(
                     layer,
-                    if proj == Proj::Down { LayerRole::ExpertsDown } else { LayerRole::ExpertsGateUp },
+                    if proj == Proj::Down {
+                        LayerRole::ExpertsDown
+                    } else {
+                        LayerRole::ExpertsGateUp
+                    },
                 );
                 let dtype = self.entry(role)?.dtype;
                 let all = self.bytes(role)?;
@@ -332,7 +357,9 @@ impl Checkpoint {
         for e in &self.entries {
             *by.entry(e.dtype).or_default() += e.nbytes();
         }
-        by.into_iter().max_by_key(|(_, n)| *n).map_or(DType::F32, |(d, _)| d)
+        by.into_iter()
+            .max_by_key(|(_, n)| *n)
+            .map_or(DType::F32, |(d, _)| d)
     }
 
     /// Tensors to write this checkpoint back out, in `layout` and, if given, one `dtype`.
@@ -345,23 +372,29 @@ impl Checkpoint {
                 let name = family.tensor_name(role, layout);
                 let shape = role_shape(&self.config, role);
                 let src_dtype = match role {
-                    Role::Layer(l, LayerRole::Expert(e, p)) => {
-                        self.expert_bytes(l, e, p).map(|(d, _)| d).unwrap_or(DType::F32)
-                    }
+                    Role::Layer(l, LayerRole::Expert(e, p)) => self
+                        .expert_bytes(l, e, p)
+                        .map(|(d, _)| d)
+                        .unwrap_or(DType::F32),
                     Role::Layer(l, LayerRole::ExpertsGateUp | LayerRole::ExpertsDown) => self
                         .expert_bytes(l, 0, Proj::Down)
                         .map(|(d, _)| d)
                         .unwrap_or(DType::F32),
                     r => self.entry(r).map(|e| e.dtype).unwrap_or(DType::F32),
                 };
-                let out_dtype = dtype.unwrap_or(src_dtype);
+                let out_dtype = match dtype {
+                    Some(d) if !family.keeps_f32(role) => d,
+                    _ => src_dtype,
+                };
                 OutputTensor {
                     name,
                     dtype: out_dtype,
                     shape,
                     data: Box::new(move || {
                         let raw: Cow<[u8]> = match role {
-                            Role::Layer(l, LayerRole::Expert(e, p)) => Cow::Borrowed(self.expert_bytes(l, e, p)?.1),
+                            Role::Layer(l, LayerRole::Expert(e, p)) => {
+                                Cow::Borrowed(self.expert_bytes(l, e, p)?.1)
+                            }
                             Role::Layer(l, LayerRole::ExpertsGateUp) => {
                                 let mut v = Vec::new();
                                 for e in 0..self.config.moe.num_experts {

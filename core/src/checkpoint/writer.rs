@@ -116,7 +116,10 @@ fn plan_shards(tensors: &[OutputTensor], max: u64) -> Vec<Vec<usize>> {
 /// multiple of 8 so that the data section is aligned, as the safetensors library does.
 fn header_bytes(tensors: &[&OutputTensor], metadata: &BTreeMap<String, String>) -> Vec<u8> {
     let mut map = serde_json::Map::new();
-    map.insert("__metadata__".into(), serde_json::to_value(metadata).expect("strings"));
+    map.insert(
+        "__metadata__".into(),
+        serde_json::to_value(metadata).expect("strings"),
+    );
     let mut offset = 0usize;
     for t in tensors {
         let n = t.nbytes();
@@ -167,7 +170,9 @@ pub fn write_safetensors(
         total += data.len() as u64;
         on_bytes(data.len() as u64);
     }
-    let file = w.into_inner().map_err(|e| Error::io(path, e.into_error()))?;
+    let file = w
+        .into_inner()
+        .map_err(|e| Error::io(path, e.into_error()))?;
     file.sync_all().map_err(|e| Error::io(path, e))?;
     Ok(total)
 }
@@ -252,8 +257,11 @@ pub fn write_checkpoint(
             "weight_map": weight_map,
         });
         let p = tmp.path.join(INDEX_FILE);
-        fs::write(&p, serde_json::to_string_pretty(&index).expect("JSON") + "\n")
-            .map_err(|e| Error::io(&p, e))?;
+        fs::write(
+            &p,
+            serde_json::to_string_pretty(&index).expect("JSON") + "\n",
+        )
+        .map_err(|e| Error::io(&p, e))?;
         files.push(INDEX_FILE.to_string());
     }
     let p = tmp.path.join("config.json");
@@ -301,9 +309,19 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("ckpt");
         let tensors = vec![t("a", 10), t("b", 10), t("c", 30), t("d", 1)];
-        let opts = WriteOptions { max_shard_bytes: 80, ..Default::default() };
+        let opts = WriteOptions {
+            max_shard_bytes: 80,
+            ..Default::default()
+        };
         let s = write_checkpoint(&out, "{}", &tensors, None, &opts, |_| {}).unwrap();
-        assert_eq!(s.files[..3], ["model-00001-of-00003.safetensors", "model-00002-of-00003.safetensors", "model-00003-of-00003.safetensors"]);
+        assert_eq!(
+            s.files[..3],
+            [
+                "model-00001-of-00003.safetensors",
+                "model-00002-of-00003.safetensors",
+                "model-00003-of-00003.safetensors"
+            ]
+        );
         let index: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(out.join(INDEX_FILE)).unwrap()).unwrap();
         assert_eq!(index["weight_map"]["c"], "model-00002-of-00003.safetensors");
@@ -328,9 +346,16 @@ mod tests {
         let err = write_checkpoint(&out, "{}", &tensors, None, &WriteOptions::default(), |_| {})
             .unwrap_err()
             .to_string();
-        assert!(err.contains("`bad`") && err.contains("produced 3 bytes"), "{err}");
+        assert!(
+            err.contains("`bad`") && err.contains("produced 3 bytes"),
+            "{err}"
+        );
         assert!(!out.exists());
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "temporary directory left behind");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            0,
+            "temporary directory left behind"
+        );
     }
 
     #[test]
@@ -338,10 +363,20 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("ckpt");
         std::fs::create_dir(&out).unwrap();
-        let err = write_checkpoint(&out, "{}", &[t("a", 1)], None, &WriteOptions::default(), |_| {})
-            .unwrap_err();
+        let err = write_checkpoint(
+            &out,
+            "{}",
+            &[t("a", 1)],
+            None,
+            &WriteOptions::default(),
+            |_| {},
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("--force"));
-        let opts = WriteOptions { force: true, ..Default::default() };
+        let opts = WriteOptions {
+            force: true,
+            ..Default::default()
+        };
         write_checkpoint(&out, "{}", &[t("a", 1)], None, &opts, |_| {}).unwrap();
         assert!(out.join(SINGLE_FILE).exists());
     }

@@ -56,7 +56,9 @@ pub(crate) fn parse_config(raw: RawConfig, v3: bool) -> Result<ModelConfig> {
         }
     };
     if v3 && num_experts / n_group.max(1) < 2 {
-        return Err(Error::config("DeepSeek-V3 routing needs at least two experts per group"));
+        return Err(Error::config(
+            "DeepSeek-V3 routing needs at least two experts per group",
+        ));
     }
     let mla = MlaConfig {
         q_lora_rank: raw.opt_usize("q_lora_rank")?,
@@ -64,11 +66,19 @@ pub(crate) fn parse_config(raw: RawConfig, v3: bool) -> Result<ModelConfig> {
         qk_nope_head_dim: raw.usize("qk_nope_head_dim")?,
         qk_rope_head_dim: raw.usize("qk_rope_head_dim")?,
         v_head_dim: raw.usize("v_head_dim")?,
-        rope_interleave: if v3 { raw.bool_or("rope_interleave", true)? } else { true },
+        rope_interleave: if v3 {
+            raw.bool_or("rope_interleave", true)?
+        } else {
+            true
+        },
         bias: raw.bool_or("attention_bias", false)?,
     };
     Ok(ModelConfig {
-        family: if v3 { Family::DeepseekV3 } else { Family::DeepseekV2 },
+        family: if v3 {
+            Family::DeepseekV3
+        } else {
+            Family::DeepseekV2
+        },
         vocab_size: c.vocab_size,
         hidden_size: c.hidden_size,
         num_layers: c.num_layers,
@@ -80,7 +90,13 @@ pub(crate) fn parse_config(raw: RawConfig, v3: bool) -> Result<ModelConfig> {
         tie_word_embeddings: c.tie_word_embeddings,
         attention: Attention::Mla(mla),
         mlp: (0..c.num_layers)
-            .map(|i| if i >= first_dense { MlpKind::Moe } else { MlpKind::Dense })
+            .map(|i| {
+                if i >= first_dense {
+                    MlpKind::Moe
+                } else {
+                    MlpKind::Dense
+                }
+            })
             .collect(),
         dense_intermediate: raw.usize("intermediate_size")?,
         moe: MoeConfig {
@@ -88,7 +104,11 @@ pub(crate) fn parse_config(raw: RawConfig, v3: bool) -> Result<ModelConfig> {
             top_k: raw.usize("num_experts_per_tok")?,
             intermediate: moe_intermediate,
             router: RouterConfig {
-                scoring: if v3 { Scoring::Sigmoid } else { Scoring::Softmax },
+                scoring: if v3 {
+                    Scoring::Sigmoid
+                } else {
+                    Scoring::Softmax
+                },
                 normalize: v3 && raw.bool_or("norm_topk_prob", false)?,
                 routed_scaling_factor: raw.f32_or("routed_scaling_factor", 1.0)?,
                 group_limit,

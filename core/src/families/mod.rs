@@ -14,7 +14,9 @@ use crate::config::{ModelConfig, RawConfig};
 use crate::error::{Error, Result};
 use crate::roles::{AttnRole, ExpertLayout, LayerRole, Proj, Role};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub enum Family {
     Mixtral,
     Qwen2Moe,
@@ -101,6 +103,17 @@ impl Family {
         }
     }
 
+    /// Tensors transformers keeps in float32 whatever the model dtype
+    /// (`_keep_in_fp32_modules_strict`): DeepSeek's router weight and correction bias. A dtype
+    /// conversion leaves them alone so that the result matches what transformers would save.
+    pub fn keeps_f32(self, role: Role) -> bool {
+        matches!(self, Family::DeepseekV2 | Family::DeepseekV3)
+            && matches!(
+                role,
+                Role::Layer(_, LayerRole::Router | LayerRole::RouterBias)
+            )
+    }
+
     /// The Hugging Face name of a tensor.
     pub fn tensor_name(self, role: Role, layout: ExpertLayout) -> String {
         let n = self.names();
@@ -128,7 +141,9 @@ impl Family {
             LayerRole::Attn(a) => format!("self_attn.{}", attention_suffix(a)),
             LayerRole::Router => format!("{moe}gate.weight"),
             LayerRole::RouterBias => format!("{moe}gate.e_score_correction_bias"),
-            LayerRole::Expert(e, p) => format!("{moe}experts.{e}.{}.weight", n.expert_proj[proj(p)]),
+            LayerRole::Expert(e, p) => {
+                format!("{moe}experts.{e}.{}.weight", n.expert_proj[proj(p)])
+            }
             LayerRole::ExpertsGateUp => "mlp.experts.gate_up_proj".to_string(),
             LayerRole::ExpertsDown => "mlp.experts.down_proj".to_string(),
             LayerRole::SharedExpert(p) => format!("{}{}.weight", n.shared_prefix, std[proj(p)]),
@@ -184,7 +199,9 @@ impl Common {
             return Err(Error::config("`num_attention_heads` must be positive"));
         }
         let num_kv_heads = raw.opt_usize("num_key_value_heads")?.unwrap_or(num_heads);
-        let head_dim = raw.opt_usize("head_dim")?.unwrap_or(hidden_size / num_heads);
+        let head_dim = raw
+            .opt_usize("head_dim")?
+            .unwrap_or(hidden_size / num_heads);
         Ok(Common {
             vocab_size: raw.usize("vocab_size")?,
             hidden_size,
@@ -201,7 +218,11 @@ impl Common {
 
 /// Qwen's rule for which layers are MoE: not listed in `mlp_only_layers` and
 /// `(i + 1) % decoder_sparse_step == 0`.
-pub(crate) fn qwen_layer_kinds(raw: RawConfig, layers: usize, experts: usize) -> Result<Vec<crate::config::MlpKind>> {
+pub(crate) fn qwen_layer_kinds(
+    raw: RawConfig,
+    layers: usize,
+    experts: usize,
+) -> Result<Vec<crate::config::MlpKind>> {
     use crate::config::MlpKind;
     let dense = raw.usize_list("mlp_only_layers")?;
     let step = raw.opt_usize("decoder_sparse_step")?.unwrap_or(1);
@@ -225,11 +246,19 @@ pub(crate) fn qwen_layer_kinds(raw: RawConfig, layers: usize, experts: usize) ->
 }
 
 /// Sliding window for all layers when `use_sliding_window` is set (Qwen3-MoE).
-pub(crate) fn uniform_window(raw: RawConfig, layers: usize, flag: Option<&str>) -> Result<Vec<Option<usize>>> {
+pub(crate) fn uniform_window(
+    raw: RawConfig,
+    layers: usize,
+    flag: Option<&str>,
+) -> Result<Vec<Option<usize>>> {
     let on = match flag {
         Some(f) => raw.bool_or(f, false)?,
         None => true,
     };
-    let w = if on { raw.opt_usize("sliding_window")? } else { None };
+    let w = if on {
+        raw.opt_usize("sliding_window")?
+    } else {
+        None
+    };
     Ok(vec![w.filter(|w| *w > 0); layers])
 }

@@ -18,7 +18,9 @@ pub(crate) const NAMES: NameScheme = NameScheme {
 pub(crate) fn parse_config(raw: RawConfig) -> Result<ModelConfig> {
     let c = Common::parse(raw, 1e-6)?;
     let num_experts = raw.usize_any(&["num_experts", "num_local_experts"])?;
-    let shared = raw.opt_usize("shared_expert_intermediate_size")?.filter(|s| *s > 0);
+    let shared = raw
+        .opt_usize("shared_expert_intermediate_size")?
+        .filter(|s| *s > 0);
     Ok(ModelConfig {
         family: Family::Qwen2Moe,
         vocab_size: c.vocab_size,
@@ -76,11 +78,23 @@ fn windows(raw: RawConfig, layers: usize) -> Result<Vec<Option<usize>>> {
         }
         return Ok(types
             .iter()
-            .map(|t| if t.as_str() == Some("sliding_attention") { w } else { None })
+            .map(|t| {
+                if t.as_str() == Some("sliding_attention") {
+                    w
+                } else {
+                    None
+                }
+            })
             .collect());
     }
     let max_window = raw.opt_usize("max_window_layers")?.unwrap_or(layers);
     Ok((0..layers)
-        .map(|i| if (i + 1) % 2 == 1 && i < max_window { w } else { None })
+        .map(|i| {
+            if (i + 1) % 2 == 1 && i < max_window {
+                w
+            } else {
+                None
+            }
+        })
         .collect())
 }

@@ -119,7 +119,12 @@ impl StandardAttention {
 impl LatentAttention {
     pub fn forward(&self, x: &Mat, rope: &Rope) -> Mat {
         let c = &self.cfg;
-        let (nh, nope, rd, vd) = (self.num_heads, c.qk_nope_head_dim, c.qk_rope_head_dim, c.v_head_dim);
+        let (nh, nope, rd, vd) = (
+            self.num_heads,
+            c.qk_nope_head_dim,
+            c.qk_rope_head_dim,
+            c.v_head_dim,
+        );
         let qk = nope + rd;
         let mut q = match (&self.q, &self.q_a) {
             (Some(wq), _) => linear(x, wq, nh * qk),
@@ -131,14 +136,27 @@ impl LatentAttention {
             }
             (None, None) => unreachable!("MLA weights are loaded with q_proj or q_a_proj"),
         };
-        let ckv = linear_bias(x, &self.kv_a, self.kv_a_bias.as_deref(), c.kv_lora_rank + rd);
-        let latent = rms_norm_rows(&ckv.cols_slice(0, c.kv_lora_rank), &self.kv_a_norm, MLA_NORM_EPS);
+        let ckv = linear_bias(
+            x,
+            &self.kv_a,
+            self.kv_a_bias.as_deref(),
+            c.kv_lora_rank + rd,
+        );
+        let latent = rms_norm_rows(
+            &ckv.cols_slice(0, c.kv_lora_rank),
+            &self.kv_a_norm,
+            MLA_NORM_EPS,
+        );
         let mut k_pe = ckv.cols_slice(c.kv_lora_rank, rd);
         let kv = linear(&latent, &self.kv_b, nh * (nope + vd));
         for t in 0..x.rows {
             rope.apply(k_pe.row_mut(t), t, c.rope_interleave);
             for h in 0..nh {
-                rope.apply(&mut q.row_mut(t)[h * qk + nope..(h + 1) * qk], t, c.rope_interleave);
+                rope.apply(
+                    &mut q.row_mut(t)[h * qk + nope..(h + 1) * qk],
+                    t,
+                    c.rope_interleave,
+                );
             }
         }
         // Keys per head: [k_nope(h) | k_pe (shared by all heads)].

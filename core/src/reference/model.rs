@@ -86,7 +86,9 @@ impl ReferenceModel {
         for i in 0..cfg.num_layers {
             let lr = |r: L| Role::Layer(i, r);
             let attention = match &cfg.attention {
-                Attention::Standard { qk_norm, clip_qkv, .. } => AttentionWeights::Standard(StandardAttention {
+                Attention::Standard {
+                    qk_norm, clip_qkv, ..
+                } => AttentionWeights::Standard(StandardAttention {
                     num_heads: cfg.num_heads,
                     num_kv_heads: cfg.num_kv_heads,
                     head_dim: cfg.head_dim,
@@ -187,7 +189,8 @@ impl ReferenceModel {
                     cfg.vocab_size
                 )));
             }
-            x.row_mut(t).copy_from_slice(&self.embed[tok * h..(tok + 1) * h]);
+            x.row_mut(t)
+                .copy_from_slice(&self.embed[tok * h..(tok + 1) * h]);
         }
         let rope_dim = match &cfg.attention {
             Attention::Standard { .. } => cfg.head_dim,
@@ -218,7 +221,11 @@ impl ReferenceModel {
             choices.push(chosen);
         }
         let normed = rms_norm_rows(&x, &self.final_norm, cfg.rms_norm_eps);
-        let logits = linear(&normed, self.lm_head.as_deref().unwrap_or(&self.embed), cfg.vocab_size);
+        let logits = linear(
+            &normed,
+            self.lm_head.as_deref().unwrap_or(&self.embed),
+            cfg.vocab_size,
+        );
         hidden_states.push(normed);
         Ok(ForwardOutput {
             logits,
@@ -234,14 +241,26 @@ impl ReferenceModel {
         let moe = &self.config.moe;
         let logits = linear(x, &m.router, moe.num_experts);
         let chosen: Vec<Choice> = (0..x.rows)
-            .map(|t| route(logits.row(t), &moe.router, moe.top_k, m.correction_bias.as_deref()))
+            .map(|t| {
+                route(
+                    logits.row(t),
+                    &moe.router,
+                    moe.top_k,
+                    m.correction_bias.as_deref(),
+                )
+            })
             .collect();
         let mut out = Mat::zeros(x.rows, x.cols);
         for (e, expert) in m.experts.iter().enumerate() {
             let routed: Vec<(usize, f32)> = chosen
                 .iter()
                 .enumerate()
-                .filter_map(|(t, c)| c.experts.iter().position(|&x| x == e).map(|k| (t, c.weights[k])))
+                .filter_map(|(t, c)| {
+                    c.experts
+                        .iter()
+                        .position(|&x| x == e)
+                        .map(|k| (t, c.weights[k]))
+                })
                 .collect();
             if routed.is_empty() {
                 continue;
@@ -252,7 +271,10 @@ impl ReferenceModel {
             }
             let ys = expert.forward(&xs);
             for (r, (t, w)) in routed.iter().enumerate() {
-                out.row_mut(*t).iter_mut().zip(ys.row(r)).for_each(|(o, y)| *o += w * y);
+                out.row_mut(*t)
+                    .iter_mut()
+                    .zip(ys.row(r))
+                    .for_each(|(o, y)| *o += w * y);
             }
         }
         if let Some(shared) = &m.shared {

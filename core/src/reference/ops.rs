@@ -14,11 +14,20 @@ pub struct Mat {
 
 impl Mat {
     pub fn zeros(rows: usize, cols: usize) -> Mat {
-        Mat { rows, cols, data: vec![0.0; rows * cols] }
+        Mat {
+            rows,
+            cols,
+            data: vec![0.0; rows * cols],
+        }
     }
 
     pub fn from_vec(rows: usize, cols: usize, data: Vec<f32>) -> Mat {
-        assert_eq!(data.len(), rows * cols, "Mat::from_vec: {rows}x{cols} needs {} values", rows * cols);
+        assert_eq!(
+            data.len(),
+            rows * cols,
+            "Mat::from_vec: {rows}x{cols} needs {} values",
+            rows * cols
+        );
         Mat { rows, cols, data }
     }
 
@@ -34,21 +43,30 @@ impl Mat {
     pub fn cols_slice(&self, start: usize, width: usize) -> Mat {
         let mut out = Mat::zeros(self.rows, width);
         for r in 0..self.rows {
-            out.row_mut(r).copy_from_slice(&self.row(r)[start..start + width]);
+            out.row_mut(r)
+                .copy_from_slice(&self.row(r)[start..start + width]);
         }
         out
     }
 
     pub fn add_assign(&mut self, other: &Mat) {
         debug_assert_eq!((self.rows, self.cols), (other.rows, other.cols));
-        self.data.iter_mut().zip(&other.data).for_each(|(a, b)| *a += b);
+        self.data
+            .iter_mut()
+            .zip(&other.data)
+            .for_each(|(a, b)| *a += b);
     }
 }
 
 /// `x · Wᵀ` for `x: [m, k]` and `w: [n, k]` (a linear layer without bias).
 pub fn linear(x: &Mat, w: &[f32], n: usize) -> Mat {
     let (m, k) = (x.rows, x.cols);
-    assert_eq!(w.len(), n * k, "linear: weight has {} values, expected {n}x{k}", w.len());
+    assert_eq!(
+        w.len(),
+        n * k,
+        "linear: weight has {} values, expected {n}x{k}",
+        w.len()
+    );
     let mut out = Mat::zeros(m, n);
     if m == 0 || n == 0 {
         return out;
@@ -59,11 +77,20 @@ pub fn linear(x: &Mat, w: &[f32], n: usize) -> Mat {
     // SAFETY: the slices hold m·k, n·k and m·n elements, matching the strides passed.
     unsafe {
         matrixmultiply::sgemm(
-            m, k, n, 1.0,
-            x.data.as_ptr(), k as isize, 1,
-            w.as_ptr(), 1, k as isize,
+            m,
+            k,
+            n,
+            1.0,
+            x.data.as_ptr(),
+            k as isize,
+            1,
+            w.as_ptr(),
+            1,
+            k as isize,
             0.0,
-            out.data.as_mut_ptr(), n as isize, 1,
+            out.data.as_mut_ptr(),
+            n as isize,
+            1,
         );
     }
     out
@@ -87,7 +114,10 @@ pub fn rms_norm(x: &mut [f32], w: &[f32], eps: f32) {
     for group in x.chunks_exact_mut(width) {
         let ms = group.iter().map(|v| v * v).sum::<f32>() / width as f32;
         let inv = 1.0 / (ms + eps).sqrt();
-        group.iter_mut().zip(w).for_each(|(v, w)| *v = w * (*v * inv));
+        group
+            .iter_mut()
+            .zip(w)
+            .for_each(|(v, w)| *v = w * (*v * inv));
     }
 }
 
@@ -120,7 +150,10 @@ pub fn softmax(x: &mut [f32]) {
 pub fn swiglu(x: &Mat, gate: &[f32], up: &[f32], down: &[f32], intermediate: usize) -> Mat {
     let mut g = linear(x, gate, intermediate);
     let u = linear(x, up, intermediate);
-    g.data.iter_mut().zip(&u.data).for_each(|(g, u)| *g = silu(*g) * u);
+    g.data
+        .iter_mut()
+        .zip(&u.data)
+        .for_each(|(g, u)| *g = silu(*g) * u);
     linear(&g, down, x.cols)
 }
 
@@ -153,9 +186,16 @@ impl Rope {
     /// otherwise `(i, i + d/2)` (Llama-style `rotate_half`).
     pub fn apply(&self, v: &mut [f32], pos: usize, interleaved: bool) {
         let h = self.half;
-        let (c, s) = (&self.cos[pos * h..(pos + 1) * h], &self.sin[pos * h..(pos + 1) * h]);
+        let (c, s) = (
+            &self.cos[pos * h..(pos + 1) * h],
+            &self.sin[pos * h..(pos + 1) * h],
+        );
         for i in 0..h {
-            let (a, b) = if interleaved { (2 * i, 2 * i + 1) } else { (i, i + h) };
+            let (a, b) = if interleaved {
+                (2 * i, 2 * i + 1)
+            } else {
+                (i, i + h)
+            };
             let (x, y) = (v[a], v[b]);
             v[a] = x * c[i] - y * s[i];
             v[b] = y * c[i] + x * s[i];
@@ -177,7 +217,10 @@ mod tests {
             for c in 0..n {
                 let want: f32 = (0..k).map(|j| x.row(r)[j] * w[c * k + j]).sum();
                 let got = y.row(r)[c];
-                assert!((got - want).abs() < 1e-5, "Failed at index ({r},{c}): computed {got} vs expected {want}");
+                assert!(
+                    (got - want).abs() < 1e-5,
+                    "Failed at index ({r},{c}): computed {got} vs expected {want}"
+                );
             }
         }
     }

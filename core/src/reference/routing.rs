@@ -52,7 +52,9 @@ pub fn route(logits: &[f32], router: &RouterConfig, top: usize, bias: Option<&[f
         let sum: f32 = weights.iter().sum::<f32>() + 1e-20;
         weights.iter_mut().for_each(|w| *w /= sum);
     }
-    weights.iter_mut().for_each(|w| *w *= router.routed_scaling_factor);
+    weights
+        .iter_mut()
+        .for_each(|w| *w *= router.routed_scaling_factor);
     Choice { experts, weights }
 }
 
@@ -62,15 +64,31 @@ mod tests {
     use crate::config::GroupLimit;
 
     fn router(scoring: Scoring, normalize: bool) -> RouterConfig {
-        RouterConfig { scoring, normalize, routed_scaling_factor: 1.0, group_limit: None, correction_bias: false }
+        RouterConfig {
+            scoring,
+            normalize,
+            routed_scaling_factor: 1.0,
+            group_limit: None,
+            correction_bias: false,
+        }
     }
 
     #[test]
     fn softmax_topk_renormalised_weights_sum_to_one() {
-        let c = route(&[0.1, 2.0, -1.0, 1.5], &router(Scoring::Softmax, true), 2, None);
+        let c = route(
+            &[0.1, 2.0, -1.0, 1.5],
+            &router(Scoring::Softmax, true),
+            2,
+            None,
+        );
         assert_eq!(c.experts, [1, 3]);
         assert!((c.weights.iter().sum::<f32>() - 1.0).abs() < 1e-6);
-        let raw = route(&[0.1, 2.0, -1.0, 1.5], &router(Scoring::Softmax, false), 2, None);
+        let raw = route(
+            &[0.1, 2.0, -1.0, 1.5],
+            &router(Scoring::Softmax, false),
+            2,
+            None,
+        );
         assert!(raw.weights.iter().sum::<f32>() < 0.99);
     }
 
@@ -86,11 +104,19 @@ mod tests {
     #[test]
     fn group_limit_excludes_the_weaker_groups() {
         let mut r = router(Scoring::Softmax, false);
-        r.group_limit = Some(GroupLimit { n_group: 2, topk_group: 1, score: GroupScore::Max });
+        r.group_limit = Some(GroupLimit {
+            n_group: 2,
+            topk_group: 1,
+            score: GroupScore::Max,
+        });
         // Group 0 = {0,1} has the single best expert; the second best (2) is in group 1.
         let c = route(&[3.0, 0.0, 2.5, 2.4], &r, 2, None);
         assert_eq!(c.experts, [0, 1]);
-        r.group_limit = Some(GroupLimit { n_group: 2, topk_group: 1, score: GroupScore::SumTop2 });
+        r.group_limit = Some(GroupLimit {
+            n_group: 2,
+            topk_group: 1,
+            score: GroupScore::SumTop2,
+        });
         r.scoring = Scoring::Sigmoid;
         let c = route(&[3.0, -4.0, 2.5, 2.4], &r, 2, None);
         assert_eq!(c.experts, [2, 3], "group 1's top-2 sum beats group 0's");

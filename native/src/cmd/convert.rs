@@ -30,7 +30,9 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     };
     let dtype = match &a.dtype {
         None => None,
-        Some(d) => Some(DType::parse(d).with_context(|| format!("unknown dtype `{d}` (f32, bf16, f16)"))?),
+        Some(d) => {
+            Some(DType::parse(d).with_context(|| format!("unknown dtype `{d}` (f32, bf16, f16)"))?)
+        }
     };
     let mut config = ckpt.config.clone();
     if let Some(d) = dtype {
@@ -46,9 +48,21 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let opts = WriteOptions {
         max_shard_bytes: parse_size(&a.max_shard_size)?,
         force: a.force,
-        metadata: ckpt.metadata.iter().filter(|(k, _)| *k != "format").map(|(k, v)| (k.clone(), v.clone())).collect(),
+        metadata: ckpt
+            .metadata
+            .iter()
+            .filter(|(k, _)| *k != "format")
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
     };
-    let s = write_checkpoint(&a.out, &config.to_json_string(), &tensors, Some(&a.source), &opts, |n| bar.inc(n))?;
+    let s = write_checkpoint(
+        &a.out,
+        &config.to_json_string(),
+        &tensors,
+        Some(&a.source),
+        &opts,
+        |n| bar.inc(n),
+    )?;
     bar.finish_and_clear();
     println!(
         "wrote {} ({} layout): {} tensors, {:.1} MB in {} files",

@@ -15,6 +15,10 @@ pub struct Args {
     /// Write `logits` (f32 [T, V]) to this safetensors file instead of printing the top 5.
     #[arg(long)]
     pub output: Option<PathBuf>,
+    /// Time N forward passes after loading and print JSON timings instead of the top 5 (the
+    /// throughput benchmark against transformers, `tests/bench/forward_vs_transformers.py`).
+    #[arg(long, value_name = "N")]
+    pub bench: Option<usize>,
 }
 
 pub fn parse_tokens(s: &str) -> anyhow::Result<Vec<u32>> {
@@ -22,7 +26,10 @@ pub fn parse_tokens(s: &str) -> anyhow::Result<Vec<u32>> {
         .split(',')
         .map(|t| t.trim())
         .filter(|t| !t.is_empty())
-        .map(|t| t.parse::<u32>().with_context(|| format!("token `{t}` is not a non-negative integer")))
+        .map(|t| {
+            t.parse::<u32>()
+                .with_context(|| format!("token `{t}` is not a non-negative integer"))
+        })
         .collect::<anyhow::Result<_>>()?;
     if tokens.is_empty() {
         bail!("--tokens needs at least one token id");
@@ -32,8 +39,31 @@ pub fn parse_tokens(s: &str) -> anyhow::Result<Vec<u32>> {
 
 pub fn run(a: Args) -> anyhow::Result<()> {
     let tokens = parse_tokens(&a.tokens)?;
+    let started = std::time::Instant::now();
     let ckpt = super::open(&a.checkpoint)?;
     let model = ReferenceModel::load(&ckpt)?;
+    let load_s = started.elapsed().as_secs_f64();
+    if let Some(n) = a.bench {
+        let mut times: Vec<f64> = (0..n.max(1))
+            .map(|_| {
+                let t = std::time::Instant::now();
+                model.forward(&tokens).map(|_| t.elapsed().as_secs_f64())
+            })
+            .collect::<Result<_, _>>()?;
+        times.sort_by(f64::total_cmp);
+        let median = times[times.len() / 2];
+        println!(
+            "{}",
+            serde_json::json!({
+                "load_s": load_s,
+                "runs": times.len(),
+                "tokens": tokens.len(),
+                "median_forward_s": median,
+                "tokens_per_s": tokens.len() as f64 / median,
+            })
+        );
+        return Ok(());
+    }
     let out = model.forward(&tokens)?;
     let (t, v) = (out.logits.rows, out.logits.cols);
     match a.output {
@@ -49,14 +79,18 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             // Write beside the target and rename, so a failure leaves no partial file.
             let tmp = path.with_extension("safetensors.moegrow-tmp");
             write_safetensors(&tmp, &[&tensor], &Default::default(), |_| {})?;
-            std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))?;
+            std::fs::rename(&tmp, &path)
+                .with_context(|| format!("cannot write {}", path.display()))?;
             println!("wrote logits [{t}, {v}] to {}", path.display());
         }
         None => {
             for (pos, tok) in tokens.iter().enumerate() {
                 let row = out.logits.row(pos);
                 let top = moegrow_core::reference::routing::top_k(row, 5.min(v));
-                let list: Vec<String> = top.iter().map(|&i| format!("{i} ({:.3})", row[i])).collect();
+                let list: Vec<String> = top
+                    .iter()
+                    .map(|&i| format!("{i} ({:.3})", row[i]))
+                    .collect();
                 println!("pos {pos:>3} token {tok:>6} -> {}", list.join(", "));
             }
         }

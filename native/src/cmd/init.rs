@@ -28,7 +28,8 @@ pub struct Args {
 
 pub fn run(a: Args) -> anyhow::Result<()> {
     let p = preset(&a.preset)?;
-    let dtype = DType::parse(&a.dtype).with_context(|| format!("unknown dtype `{}` (f32, bf16, f16)", a.dtype))?;
+    let dtype = DType::parse(&a.dtype)
+        .with_context(|| format!("unknown dtype `{}` (f32, bf16, f16)", a.dtype))?;
     let json = p.config_json(dtype);
     let config = ModelConfig::from_json(json.clone())?;
     let tensors = init_tensors(&config, dtype, a.seed, a.init_std);
@@ -37,9 +38,20 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let opts = WriteOptions {
         max_shard_bytes: parse_size(&a.max_shard_size)?,
         force: a.force,
-        metadata: [("moegrow_init".to_string(), format!("preset={} seed={}", p.name, a.seed))].into(),
+        metadata: [(
+            "moegrow_init".to_string(),
+            format!("preset={} seed={}", p.name, a.seed),
+        )]
+        .into(),
     };
-    let summary = write_checkpoint(&a.out, &config.to_json_string(), &tensors, None, &opts, |n| bar.inc(n))?;
+    let summary = write_checkpoint(
+        &a.out,
+        &config.to_json_string(),
+        &tensors,
+        None,
+        &opts,
+        |n| bar.inc(n),
+    )?;
     bar.finish_and_clear();
     println!(
         "wrote {} ({} preset, seed {}, {}): {} tensors, {:.1} MB in {}",

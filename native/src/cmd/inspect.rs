@@ -27,7 +27,12 @@ fn human(n: u64) -> String {
 
 fn attention_words(c: &moegrow_core::ModelConfig) -> String {
     match &c.attention {
-        Attention::Standard { qkv_bias, qk_norm, clip_qkv, .. } => {
+        Attention::Standard {
+            qkv_bias,
+            qk_norm,
+            clip_qkv,
+            ..
+        } => {
             let mut s = format!(
                 "{} heads, {} KV heads (GQA), head dim {}",
                 c.num_heads, c.num_kv_heads, c.head_dim
@@ -48,11 +53,16 @@ fn attention_words(c: &moegrow_core::ModelConfig) -> String {
         Attention::Mla(m) => format!(
             "MLA: {} heads, q {} , kv latent {}, qk dims {} nope + {} rope{}, v dim {}",
             c.num_heads,
-            m.q_lora_rank.map_or("full rank".to_string(), |r| format!("rank {r}")),
+            m.q_lora_rank
+                .map_or("full rank".to_string(), |r| format!("rank {r}")),
             m.kv_lora_rank,
             m.qk_nope_head_dim,
             m.qk_rope_head_dim,
-            if m.rope_interleave { " (interleaved)" } else { "" },
+            if m.rope_interleave {
+                " (interleaved)"
+            } else {
+                ""
+            },
             m.v_head_dim
         ),
     }
@@ -114,19 +124,37 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         return Ok(());
     }
     let p = &s["parameters"];
-    let (total, act) = (p["total"].as_u64().unwrap_or(0), p["activated"].as_u64().unwrap_or(0));
-    println!("checkpoint   {} ({} layout, {} file(s))", s["path"].as_str().unwrap_or(""), s["layout"].as_str().unwrap_or(""), s["files"].as_array().map_or(0, |f| f.len()));
-    println!("family       {} ({})", s["family"].as_str().unwrap_or(""), s["model_type"].as_str().unwrap_or(""));
+    let (total, act) = (
+        p["total"].as_u64().unwrap_or(0),
+        p["activated"].as_u64().unwrap_or(0),
+    );
+    println!(
+        "checkpoint   {} ({} layout, {} file(s))",
+        s["path"].as_str().unwrap_or(""),
+        s["layout"].as_str().unwrap_or(""),
+        s["files"].as_array().map_or(0, |f| f.len())
+    );
+    println!(
+        "family       {} ({})",
+        s["family"].as_str().unwrap_or(""),
+        s["model_type"].as_str().unwrap_or("")
+    );
     println!(
         "layers       {} ({} MoE), hidden {}, vocab {}",
-        s["layers"], s["moe_layers"].as_array().map_or(0, |m| m.len()), s["hidden_size"], s["vocab_size"]
+        s["layers"],
+        s["moe_layers"].as_array().map_or(0, |m| m.len()),
+        s["hidden_size"],
+        s["vocab_size"]
     );
     println!("attention    {}", s["attention"].as_str().unwrap_or(""));
     let shared = match s["shared_expert_intermediate"].as_u64() {
         Some(i) => format!(", shared expert FFN {i}"),
         None => String::new(),
     };
-    println!("experts      {} routed, top-{}, expert FFN {}{shared}", s["experts"], s["top_k"], s["expert_intermediate"]);
+    println!(
+        "experts      {} routed, top-{}, expert FFN {}{shared}",
+        s["experts"], s["top_k"], s["expert_intermediate"]
+    );
     println!("routing      {}", s["routing"].as_str().unwrap_or(""));
     println!(
         "parameters   {} total, {} activated per token ({:.1}%), {} in routed experts, {} embedding",
@@ -136,23 +164,38 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         human(p["routed_experts"].as_u64().unwrap_or(0)),
         human(p["embedding"].as_u64().unwrap_or(0))
     );
-    println!("train FLOPs  {} per token (6 x activated)", human(s["train_flops_per_token"].as_u64().unwrap_or(0)));
+    println!(
+        "train FLOPs  {} per token (6 x activated)",
+        human(s["train_flops_per_token"].as_u64().unwrap_or(0))
+    );
     let dt: Vec<String> = s["bytes_by_dtype"]
         .as_object()
         .map(|m| {
             m.iter()
-                .map(|(d, v)| format!("{d}: {} tensors, {:.2} MB", v["tensors"], v["bytes"].as_f64().unwrap_or(0.0) / 1e6))
+                .map(|(d, v)| {
+                    format!(
+                        "{d}: {} tensors, {:.2} MB",
+                        v["tensors"],
+                        v["bytes"].as_f64().unwrap_or(0.0) / 1e6
+                    )
+                })
                 .collect()
         })
         .unwrap_or_default();
     println!("tensors      {} ({})", s["tensors"], dt.join("; "));
-    println!("expert weight-norm profile (mean over experts and gate/up/down of ||W||_F / sqrt(numel)):");
+    println!(
+        "expert weight-norm profile (mean over experts and gate/up/down of ||W||_F / sqrt(numel)):"
+    );
     let profile: Vec<Option<f64>> = serde_json::from_value(s["expert_norm_profile"].clone())?;
     let max = profile.iter().flatten().cloned().fold(0.0f64, f64::max);
     for (i, v) in profile.iter().enumerate() {
         match v {
             Some(v) => {
-                let bar = "#".repeat(if max > 0.0 { (v / max * 40.0).round() as usize } else { 0 });
+                let bar = "#".repeat(if max > 0.0 {
+                    (v / max * 40.0).round() as usize
+                } else {
+                    0
+                });
                 println!("  layer {i:>3}  {v:.5}  {bar}");
             }
             None => println!("  layer {i:>3}  (dense)"),
