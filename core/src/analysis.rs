@@ -2,9 +2,11 @@
 //! the paper's per-layer expert weight-norm profile.
 
 use crate::checkpoint::Checkpoint;
+use crate::config::ModelConfig;
 use crate::dtype::decode_f32;
 use crate::error::Result;
-use crate::roles::{is_routed_expert, Proj, Role};
+use crate::reference::Mat;
+use crate::roles::{expected_roles, is_routed_expert, role_shape, ExpertLayout, Proj, Role};
 use std::collections::BTreeMap;
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -29,20 +31,26 @@ impl ParamCounts {
 }
 
 pub fn param_counts(ckpt: &Checkpoint) -> ParamCounts {
-    let moe = &ckpt.config.moe;
+    param_counts_for(&ckpt.config, ckpt.layout)
+}
+
+/// Parameter counts implied by a config alone (a checkpoint's tensors always match its config;
+/// the loader checks every shape), e.g. for a growth plan's result before it is written.
+pub fn param_counts_for(cfg: &ModelConfig, layout: ExpertLayout) -> ParamCounts {
+    let moe = &cfg.moe;
     let mut total = 0u64;
     let mut routed = 0u64;
     let mut embedding = 0u64;
-    for e in ckpt.entries() {
-        if is_buffer(e.role) {
+    for role in expected_roles(cfg, layout) {
+        if is_buffer(role) {
             continue;
         }
-        let n = e.numel() as u64;
+        let n = role_shape(cfg, role).iter().product::<usize>() as u64;
         total += n;
-        if is_routed_expert(e.role) {
+        if is_routed_expert(role) {
             routed += n;
         }
-        if e.role == Role::Embed {
+        if role == Role::Embed {
             embedding = n;
         }
     }
@@ -109,4 +117,51 @@ pub fn expert_norm_profile(ckpt: &Checkpoint) -> Result<Vec<Option<f64>>> {
             Ok(Some(sum / (3 * cfg.moe.num_experts) as f64))
         })
         .collect()
+}
+
+/// How far two models' logits on the same tokens are apart.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct LogitComparison {
+    pub max_abs_diff: f32,
+    /// Mean over positions of KL(softmax(a) ‖ softmax(b)).
+    pub mean_kl: f64,
+    /// Share of positions whose arg-max token agrees.
+    pub top1_agreement: f64,
+}
+
+pub fn compare_logits(a: &Mat, b: &Mat) -> LogitComparison {
+    let log_softmax = |row: &[f32]| -> Vec<f64> {
+        let max = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max) as f64;
+        let lse = max
+            + row
+                .iter()
+                .map(|x| (*x as f64 - max).exp())
+                .sum::<f64>()
+                .ln();
+        row.iter().map(|x| *x as f64 - lse).collect()
+    };
+    let argmax = |row: &[f32]| crate::reference::routing::top_k(row, 1)[0];
+    let mut kl = 0.0;
+    let mut agree = 0usize;
+    let mut max = 0.0f32;
+    for t in 0..a.rows {
+        let (ra, rb) = (a.row(t), b.row(t));
+        let (la, lb) = (log_softmax(ra), log_softmax(rb));
+        kl += la
+            .iter()
+            .zip(&lb)
+            .map(|(p, q)| p.exp() * (p - q))
+            .sum::<f64>();
+        agree += (argmax(ra) == argmax(rb)) as usize;
+        max = ra
+            .iter()
+            .zip(rb)
+            .map(|(x, y)| (x - y).abs())
+            .fold(max, f32::max);
+    }
+    LogitComparison {
+        max_abs_diff: max,
+        mean_kl: kl / a.rows.max(1) as f64,
+        top1_agreement: agree as f64 / a.rows.max(1) as f64,
+    }
 }

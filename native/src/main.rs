@@ -25,6 +25,12 @@ enum Command {
     Inspect(cmd::inspect::Args),
     /// Run the CPU reference forward pass on a token sequence.
     Forward(cmd::forward::Args),
+    /// Grow a checkpoint: depth by interposition (or stacking), width by expert duplication.
+    Grow(cmd::grow::Args),
+    /// Per-layer expert weight-norm profiles of two or more checkpoints side by side.
+    Compare(cmd::compare::Args),
+    /// Benchmarks (growth throughput and peak memory).
+    Bench(cmd::bench::Args),
     /// Rewrite a checkpoint in another expert layout, dtype or shard size.
     Convert(cmd::convert::Args),
 }
@@ -36,6 +42,9 @@ fn main() {
         Command::Inspect(a) => cmd::inspect::run(a),
         Command::Forward(a) => cmd::forward::run(a),
         Command::Convert(a) => cmd::convert::run(a),
+        Command::Grow(a) => cmd::grow::run(a),
+        Command::Compare(a) => cmd::compare::run(a),
+        Command::Bench(a) => cmd::bench::run(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

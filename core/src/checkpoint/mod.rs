@@ -275,6 +275,21 @@ impl Checkpoint {
         })
     }
 
+    /// Drop the pages of the memory-mapped shards from this process's resident set. The
+    /// kernel keeps them in its page cache, so the next read is a cheap minor fault; calling
+    /// this after each written tensor keeps a streaming job's RSS bounded by what it holds,
+    /// not by how much of a multi-GB checkpoint it has touched.
+    pub fn release_memory(&self) {
+        #[cfg(not(target_arch = "wasm32"))]
+        for s in &self.shards {
+            if let ShardData::Mmap(m) = &s.data {
+                // SAFETY: the map is read-only and file-backed; after DONTNEED its pages are
+                // read back from the file on the next access, so every slice stays valid.
+                let _ = unsafe { m.unchecked_advise(memmap2::UncheckedAdvice::DontNeed) };
+            }
+        }
+    }
+
     /// All tensors, in canonical order.
     pub fn entries(&self) -> &[TensorEntry] {
         &self.entries

@@ -26,12 +26,81 @@ pub const COMPANION_FILES: &[&str] = &[
     "chat_template.jinja",
 ];
 
+/// Produces a tensor's bytes. `Send + Sync` so that the writer can compute the next few
+/// tensors on all cores while it writes.
+pub type TensorProducer<'a> = Box<dyn Fn() -> Result<Cow<'a, [u8]>> + Send + Sync + 'a>;
+
 /// A tensor to write; `data` is called once, when its turn comes.
 pub struct OutputTensor<'a> {
     pub name: String,
     pub dtype: DType,
     pub shape: Vec<usize>,
-    pub data: Box<dyn Fn() -> Result<Cow<'a, [u8]>> + 'a>,
+    pub data: TensorProducer<'a>,
+}
+
+/// Tensors are produced in groups of about this many bytes, in parallel, then written in
+/// order: enough work to keep every core busy, little enough to keep memory bounded.
+const CHUNK_BYTES: usize = 16 << 20;
+
+/// Split the tensors into consecutive chunks of about [`CHUNK_BYTES`].
+fn chunks(tensors: &[&OutputTensor]) -> Vec<std::ops::Range<usize>> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    while start < tensors.len() {
+        let mut end = start;
+        let mut bytes = 0;
+        while end < tensors.len() && (end == start || bytes + tensors[end].nbytes() <= CHUNK_BYTES)
+        {
+            bytes += tensors[end].nbytes();
+            end += 1;
+        }
+        out.push(start..end);
+        start = end;
+    }
+    out
+}
+
+/// Produce the tensors' bytes and hand them to `sink` in order. Natively a producer thread
+/// computes each chunk on all cores while the caller writes the previous one (at most two
+/// chunks in memory); in wasm it is a plain loop.
+fn produce_in_order<'t, 'a: 't>(
+    tensors: &[&'t OutputTensor<'a>],
+    mut sink: impl FnMut(&'t OutputTensor<'a>, Cow<'t, [u8]>) -> Result<()>,
+) -> Result<()> {
+    let ranges = chunks(tensors);
+    #[cfg(target_arch = "wasm32")]
+    {
+        for r in ranges {
+            for t in &tensors[r] {
+                sink(t, (t.data)()?)?;
+            }
+        }
+        Ok(())
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        use rayon::prelude::*;
+        std::thread::scope(|scope| {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<(
+                std::ops::Range<usize>,
+                Vec<Result<Cow<'t, [u8]>>>,
+            )>(1);
+            scope.spawn(move || {
+                for r in ranges {
+                    let produced = tensors[r.clone()].par_iter().map(|t| (t.data)()).collect();
+                    if tx.send((r, produced)).is_err() {
+                        break; // the writer stopped on an error
+                    }
+                }
+            });
+            for (r, produced) in rx {
+                for (t, data) in tensors[r].iter().zip(produced) {
+                    sink(t, data?)?;
+                }
+            }
+            Ok(())
+        })
+    }
 }
 
 impl OutputTensor<'_> {
@@ -49,6 +118,8 @@ pub struct WriteOptions {
     pub metadata: BTreeMap<String, String>,
     /// Replace an existing destination.
     pub force: bool,
+    /// More files to place in the checkpoint directory (name, contents), e.g. `growth.json`.
+    pub extra_files: Vec<(String, Vec<u8>)>,
 }
 
 impl Default for WriteOptions {
@@ -57,6 +128,7 @@ impl Default for WriteOptions {
             max_shard_bytes: 5 * 1024 * 1024 * 1024,
             metadata: BTreeMap::new(),
             force: false,
+            extra_files: Vec::new(),
         }
     }
 }
@@ -151,8 +223,7 @@ pub fn write_safetensors(
     let header = header_bytes(tensors, metadata);
     w.write_all(&header).map_err(|e| Error::io(path, e))?;
     let mut total = header.len() as u64;
-    for t in tensors {
-        let data = (t.data)()?;
+    produce_in_order(tensors, |t, data| {
         if data.len() != t.nbytes() {
             return Err(Error::Tensor {
                 file: path.display().to_string(),
@@ -169,7 +240,8 @@ pub fn write_safetensors(
         w.write_all(&data).map_err(|e| Error::io(path, e))?;
         total += data.len() as u64;
         on_bytes(data.len() as u64);
-    }
+        Ok(())
+    })?;
     let file = w
         .into_inner()
         .map_err(|e| Error::io(path, e.into_error()))?;
@@ -276,6 +348,11 @@ pub fn write_checkpoint(
                 files.push(f.to_string());
             }
         }
+    }
+    for (name, contents) in &opts.extra_files {
+        let p = tmp.path.join(name);
+        fs::write(&p, contents).map_err(|e| Error::io(&p, e))?;
+        files.push(name.clone());
     }
     if out.exists() {
         // --force: only now, with the new checkpoint complete, does the old one go.

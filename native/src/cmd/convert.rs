@@ -48,6 +48,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let opts = WriteOptions {
         max_shard_bytes: parse_size(&a.max_shard_size)?,
         force: a.force,
+        extra_files: Vec::new(),
         metadata: ckpt
             .metadata
             .iter()

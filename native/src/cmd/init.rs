@@ -38,6 +38,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let opts = WriteOptions {
         max_shard_bytes: parse_size(&a.max_shard_size)?,
         force: a.force,
+        extra_files: Vec::new(),
         metadata: [(
             "moegrow_init".to_string(),
             format!("preset={} seed={}", p.name, a.seed),

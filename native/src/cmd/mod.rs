@@ -1,7 +1,11 @@
+pub mod bench;
+pub mod compare;
 pub mod convert;
 pub mod forward;
+pub mod grow;
 pub mod init;
 pub mod inspect;
+pub mod provenance;
 
 use anyhow::Context;
 use moegrow_core::Checkpoint;

@@ -1,0 +1,214 @@
+//! Depth growth: which source layer each new layer copies.
+//!
+//! Interposition repeats each layer in place (`0,0,1,1,2,2`), stacking repeats the whole
+//! sequence (`0,1,2,0,1,2`); both can leave the first `a` and last `b` layers un-duplicated.
+//! Copies are exact. With `zero_init_copies` the *repeated* copies get zero `o_proj` and down
+//! projections, so each is an exact identity and the grown model computes the base function.
+
+use crate::config::{MlpKind, ModelConfig};
+use crate::error::{Error, Result};
+use crate::families::Family;
+use serde_json::Value;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DepthMethod {
+    Interpose,
+    Stack,
+}
+
+/// One new layer: the source layer it copies, and whether it is a repeated copy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LayerSource {
+    pub source: usize,
+    /// True for every occurrence of a source layer after its first.
+    pub repeat: bool,
+}
+
+/// The new depth as a list of source layers.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LayerMap(pub Vec<LayerSource>);
+
+impl LayerMap {
+    /// Mark every occurrence after the first as a repeat.
+    pub fn from_sources(sources: &[usize]) -> LayerMap {
+        let mut seen = std::collections::HashSet::new();
+        LayerMap(
+            sources
+                .iter()
+                .map(|&s| LayerSource {
+                    source: s,
+                    repeat: !seen.insert(s),
+                })
+                .collect(),
+        )
+    }
+
+    pub fn interpose(n: usize, k: usize, keep_first: usize, keep_last: usize) -> Result<LayerMap> {
+        check(n, k, keep_first, keep_last)?;
+        let sources: Vec<usize> = (0..n)
+            .flat_map(|l| {
+                let times = if l < keep_first || l >= n - keep_last {
+                    1
+                } else {
+                    k
+                };
+                std::iter::repeat_n(l, times)
+            })
+            .collect();
+        Ok(LayerMap::from_sources(&sources))
+    }
+
+    /// SOLAR-style: the first pass leaves out the last `b` layers, every later pass starts at
+    /// `a`, and only the final pass runs to the end.
+    pub fn stack(n: usize, k: usize, keep_first: usize, keep_last: usize) -> Result<LayerMap> {
+        check(n, k, keep_first, keep_last)?;
+        let mut sources = Vec::new();
+        for pass in 0..k {
+            let start = if pass == 0 { 0 } else { keep_first };
+            let end = if pass == k - 1 { n } else { n - keep_last };
+            sources.extend(start..end);
+        }
+        Ok(LayerMap::from_sources(&sources))
+    }
+
+    pub fn explicit(n: usize, sources: &[usize]) -> Result<LayerMap> {
+        if sources.is_empty() {
+            return Err(Error::Invalid("--layer-map is empty".into()));
+        }
+        if let Some(bad) = sources.iter().find(|&&s| s >= n) {
+            return Err(Error::Invalid(format!(
+                "--layer-map names layer {bad}, but the source has only {n} layers (0..{})",
+                n - 1
+            )));
+        }
+        Ok(LayerMap::from_sources(sources))
+    }
+
+    pub fn sources(&self) -> Vec<usize> {
+        self.0.iter().map(|l| l.source).collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+fn check(n: usize, k: usize, a: usize, b: usize) -> Result<()> {
+    if k == 0 {
+        return Err(Error::Invalid("--depth must be at least 1".into()));
+    }
+    if a + b > n {
+        return Err(Error::Invalid(format!(
+            "--keep-first {a} plus --keep-last {b} exceed the {n} layers of the source"
+        )));
+    }
+    Ok(())
+}
+
+/// The config of the deeper model: the layer count and every per-layer list follow the map.
+/// A map the family's config cannot express is refused with the reason.
+pub fn grow_config(cfg: &ModelConfig, map: &LayerMap) -> Result<serde_json::Map<String, Value>> {
+    let mut raw = cfg.raw.clone();
+    let new_n = map.len();
+    raw.insert("num_hidden_layers".into(), new_n.into());
+    let sources = map.sources();
+    if let Some(Value::Array(types)) = cfg.raw.get("layer_types") {
+        if types.len() == cfg.num_layers {
+            raw.insert(
+                "layer_types".into(),
+                Value::Array(sources.iter().map(|&s| types[s].clone()).collect()),
+            );
+        }
+    }
+    let kinds: Vec<MlpKind> = sources.iter().map(|&s| cfg.mlp[s]).collect();
+    match cfg.family {
+        Family::Qwen2Moe | Family::Qwen3Moe => {
+            // (i+1) % decoder_sparse_step cannot follow an arbitrary map; an explicit
+            // mlp_only_layers with step 1 can express any dense/MoE pattern.
+            let dense: Vec<usize> = (0..new_n).filter(|&i| kinds[i] == MlpKind::Dense).collect();
+            raw.insert("mlp_only_layers".into(), dense.into());
+            raw.insert("decoder_sparse_step".into(), 1.into());
+            if cfg.family == Family::Qwen2Moe && cfg.sliding_window.iter().any(Option::is_some) {
+                let types: Vec<&str> = sources
+                    .iter()
+                    .map(|&s| {
+                        if cfg.sliding_window[s].is_some() {
+                            "sliding_attention"
+                        } else {
+                            "full_attention"
+                        }
+                    })
+                    .collect();
+                raw.insert("layer_types".into(), types.into());
+            }
+        }
+        Family::DeepseekV2 | Family::DeepseekV3 => {
+            let first_moe = kinds
+                .iter()
+                .position(|k| *k == MlpKind::Moe)
+                .unwrap_or(new_n);
+            if kinds[first_moe..].contains(&MlpKind::Dense) {
+                return Err(Error::Invalid(format!(
+                    "{} configs put dense layers only at the start (first_k_dense_replace); this layer map puts a dense layer at position {} (try interposition)",
+                    cfg.family.name(),
+                    first_moe + kinds[first_moe..].iter().position(|k| *k == MlpKind::Dense).unwrap_or(0)
+                )));
+            }
+            raw.insert("first_k_dense_replace".into(), first_moe.into());
+        }
+        Family::Mixtral | Family::Olmoe => {}
+    }
+    Ok(raw)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interpose_and_stack_orders() {
+        assert_eq!(
+            LayerMap::interpose(4, 2, 0, 0).unwrap().sources(),
+            [0, 0, 1, 1, 2, 2, 3, 3]
+        );
+        assert_eq!(
+            LayerMap::stack(4, 2, 0, 0).unwrap().sources(),
+            [0, 1, 2, 3, 0, 1, 2, 3]
+        );
+        assert_eq!(
+            LayerMap::interpose(4, 3, 1, 1).unwrap().sources(),
+            [0, 1, 1, 1, 2, 2, 2, 3]
+        );
+        // SOLAR: 0..n-b, then a..n.
+        assert_eq!(
+            LayerMap::stack(4, 2, 1, 1).unwrap().sources(),
+            [0, 1, 2, 1, 2, 3]
+        );
+        let m = LayerMap::interpose(2, 2, 0, 0).unwrap();
+        assert_eq!(
+            m.0.iter().map(|l| l.repeat).collect::<Vec<_>>(),
+            [false, true, false, true]
+        );
+    }
+
+    #[test]
+    fn bad_depth_plans_are_refused() {
+        assert!(LayerMap::interpose(4, 0, 0, 0)
+            .unwrap_err()
+            .to_string()
+            .contains("at least 1"));
+        assert!(LayerMap::stack(4, 2, 3, 2)
+            .unwrap_err()
+            .to_string()
+            .contains("exceed the 4 layers"));
+        assert!(LayerMap::explicit(4, &[0, 4])
+            .unwrap_err()
+            .to_string()
+            .contains("names layer 4"));
+    }
+}

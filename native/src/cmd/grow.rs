@@ -1,0 +1,282 @@
+use crate::progress::bytes_bar;
+use anyhow::{bail, Context};
+use moegrow_core::analysis::{param_counts_for, ParamCounts};
+use moegrow_core::checkpoint::{parse_size, write_checkpoint, WriteOptions};
+use moegrow_core::growth::{
+    AuxCoef, DepthMethod, DepthStep, GrowthPlan, GrowthStep, NewExperts, NoiseOn, WidthStep,
+};
+use moegrow_core::reference::ReferenceModel;
+use moegrow_core::ExpertLayout;
+use std::path::{Path, PathBuf};
+
+#[derive(clap::Args)]
+pub struct Args {
+    pub source: PathBuf,
+    pub output: PathBuf,
+    /// Depth growth factor K (each layer appears K times).
+    #[arg(long)]
+    pub depth: Option<usize>,
+    #[arg(long, value_enum, default_value = "interpose")]
+    pub depth_method: Method,
+    /// Layers at the start that are not duplicated.
+    #[arg(long, default_value_t = 0)]
+    pub keep_first: usize,
+    /// Layers at the end that are not duplicated.
+    #[arg(long, default_value_t = 0)]
+    pub keep_last: usize,
+    /// Zero o_proj and the down projections of the repeated copies (each copy an exact identity).
+    #[arg(long)]
+    pub zero_init_copies: bool,
+    /// Any other layer order, e.g. 0,0,1,2,2,3 (replaces --depth).
+    #[arg(long, value_delimiter = ',')]
+    pub layer_map: Option<Vec<usize>>,
+    /// Width growth: multiply the routed experts (and top-k) by M.
+    #[arg(long)]
+    pub experts: Option<usize>,
+    /// New experts as e0,e0',e1,e1',… instead of appended.
+    #[arg(long)]
+    pub interleave_copies: bool,
+    /// Noise std relative to each copied tensor's std (0.01 is the paper's; 0 copies exactly).
+    #[arg(long, default_value_t = 0.01)]
+    pub noise: f32,
+    #[arg(long, value_enum, default_value = "copies")]
+    pub noise_on: NoiseTarget,
+    /// Leave the copied router rows and routing bias without noise.
+    #[arg(long)]
+    pub no_router_noise: bool,
+    #[arg(long, value_enum, default_value = "copy")]
+    pub new_experts: NewKind,
+    #[arg(long, value_enum, default_value = "keep")]
+    pub aux_coef: Aux,
+    /// Apply width growth before depth growth (default: depth first).
+    #[arg(long)]
+    pub width_first: bool,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Expert layout to write (default: the source's).
+    #[arg(long)]
+    pub layout: Option<String>,
+    #[arg(long, default_value = "5GB")]
+    pub max_shard_size: String,
+    /// Print the plan and sizes; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Run the reference forward pass on a probe sequence before and after and compare.
+    #[arg(long)]
+    pub verify: bool,
+    /// Probe tokens for --verify (default: 16 ids spread over the vocabulary).
+    #[arg(long)]
+    pub probe: Option<String>,
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum Method {
+    Interpose,
+    Stack,
+}
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum NoiseTarget {
+    Copies,
+    Both,
+}
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum NewKind {
+    Copy,
+    Random,
+}
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum Aux {
+    Keep,
+    Scale,
+}
+
+pub fn plan(a: &Args) -> anyhow::Result<GrowthPlan> {
+    let mut steps = Vec::new();
+    if a.depth.is_some() || a.layer_map.is_some() {
+        steps.push(GrowthStep::Depth(DepthStep {
+            factor: a.depth.unwrap_or(1),
+            method: match a.depth_method {
+                Method::Interpose => DepthMethod::Interpose,
+                Method::Stack => DepthMethod::Stack,
+            },
+            keep_first: a.keep_first,
+            keep_last: a.keep_last,
+            zero_init_copies: a.zero_init_copies,
+            layer_map: a.layer_map.clone(),
+        }));
+    } else if a.zero_init_copies || a.keep_first > 0 || a.keep_last > 0 {
+        bail!("--zero-init-copies, --keep-first and --keep-last need --depth");
+    }
+    if let Some(m) = a.experts {
+        let w = GrowthStep::Width(WidthStep {
+            factor: m,
+            interleave: a.interleave_copies,
+            noise: a.noise,
+            noise_on: match a.noise_on {
+                NoiseTarget::Copies => NoiseOn::Copies,
+                NoiseTarget::Both => NoiseOn::Both,
+            },
+            router_noise: !a.no_router_noise,
+            new_experts: match a.new_experts {
+                NewKind::Copy => NewExperts::Copy,
+                NewKind::Random => NewExperts::Random,
+            },
+            aux_coef: match a.aux_coef {
+                Aux::Keep => AuxCoef::Keep,
+                Aux::Scale => AuxCoef::Scale,
+            },
+        });
+        if a.width_first {
+            steps.insert(0, w);
+        } else {
+            steps.push(w);
+        }
+    }
+    Ok(GrowthPlan {
+        steps,
+        seed: a.seed,
+    })
+}
+
+fn human(n: u64) -> String {
+    let n = n as f64;
+    match n {
+        _ if n >= 1e9 => format!("{:.2}B", n / 1e9),
+        _ if n >= 1e6 => format!("{:.2}M", n / 1e6),
+        _ if n >= 1e3 => format!("{:.1}K", n / 1e3),
+        _ => format!("{n}"),
+    }
+}
+
+fn print_counts(label: &str, p: &ParamCounts) {
+    println!(
+        "{label:<7} {} total, {} activated, {} train FLOPs/token",
+        human(p.total),
+        human(p.activated),
+        human(p.train_flops_per_token())
+    );
+}
+
+/// Free bytes on the file system that will hold `out`.
+fn available_space(out: &Path) -> Option<u64> {
+    let mut dir = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .to_path_buf();
+    while !dir.exists() {
+        dir = dir.parent()?.to_path_buf();
+    }
+    fs4::available_space(&dir).ok()
+}
+
+pub fn run(a: Args) -> anyhow::Result<()> {
+    let plan = plan(&a)?;
+    let src = super::open(&a.source)?;
+    let layout = match a.layout.as_deref() {
+        None => src.layout,
+        Some("per-expert") => ExpertLayout::PerExpert,
+        Some("fused") => ExpertLayout::Fused,
+        Some(other) => bail!("unknown layout `{other}` (per-expert or fused)"),
+    };
+    let grown = plan
+        .apply(&src)
+        .with_context(|| format!("cannot grow {}", a.source.display()))?;
+    let tensors = grown.tensors(layout)?;
+    let out_bytes: u64 = tensors.iter().map(|t| t.nbytes() as u64).sum();
+    let before = param_counts_for(&src.config, src.layout);
+    let after = param_counts_for(&grown.config, layout);
+    println!("plan    {}", serde_json::to_string(&plan)?);
+    for n in &grown.notes {
+        println!("        {n}");
+    }
+    print_counts("before", &before);
+    print_counts("after", &after);
+    println!(
+        "output  {} tensors, {:.2} GB ({} layout)",
+        tensors.len(),
+        out_bytes as f64 / 1e9,
+        layout.name()
+    );
+    if a.dry_run {
+        return Ok(());
+    }
+    if a.output.exists() && !a.force {
+        bail!(
+            "{} already exists; pass --force to replace it",
+            a.output.display()
+        );
+    }
+    if let Some(free) = available_space(&a.output) {
+        if free < out_bytes + (64 << 20) {
+            bail!(
+                "not enough disk space for {}: it needs {:.2} GB, {:.2} GB are free",
+                a.output.display(),
+                out_bytes as f64 / 1e9,
+                free as f64 / 1e9
+            );
+        }
+    }
+    let provenance =
+        super::provenance::record(&a.source, &src, &plan, &grown.config, &before, &after)?;
+    let bar = bytes_bar(out_bytes, "grow");
+    let mut since_release = 0u64;
+    let opts = WriteOptions {
+        max_shard_bytes: parse_size(&a.max_shard_size)?,
+        force: a.force,
+        metadata: [("moegrow_growth".to_string(), provenance.to_string())].into(),
+        extra_files: vec![(
+            "growth.json".into(),
+            (serde_json::to_string_pretty(&provenance)? + "\n").into_bytes(),
+        )],
+    };
+    let summary = write_checkpoint(
+        &a.output,
+        &grown.config.to_json_string(),
+        &tensors,
+        Some(&a.source),
+        &opts,
+        |n| {
+            bar.inc(n);
+            // Drop the source pages we have touched every 32 MB: RSS stays bounded, and the
+            // kernel's page cache makes re-reads cheap.
+            since_release += n;
+            if since_release >= 32 << 20 {
+                src.release_memory();
+                since_release = 0;
+            }
+        },
+    )?;
+    bar.finish_and_clear();
+    println!(
+        "wrote   {} ({} files)",
+        a.output.display(),
+        summary.files.len()
+    );
+    if a.verify {
+        verify(&a, &src)?;
+    }
+    Ok(())
+}
+
+fn verify(a: &Args, src: &moegrow_core::Checkpoint) -> anyhow::Result<()> {
+    let grown = super::open(&a.output)?;
+    let v = src.config.vocab_size as u32;
+    let tokens: Vec<u32> = match &a.probe {
+        Some(p) => super::forward::parse_tokens(p)?,
+        None => (0..16u32).map(|i| (i * 7919 + 13) % v).collect(),
+    };
+    let before = ReferenceModel::load(src)?.forward(&tokens)?.logits;
+    let after = ReferenceModel::load(&grown)?.forward(&tokens)?.logits;
+    let r = moegrow_core::analysis::compare_logits(&before, &after);
+    println!(
+        "verify  {} probe tokens: max |Δlogit| {:.3e}, mean KL(base‖grown) {:.3e}, top-1 agreement {:.1}%",
+        tokens.len(),
+        r.max_abs_diff,
+        r.mean_kl,
+        100.0 * r.top1_agreement
+    );
+    Ok(())
+}
