@@ -19,7 +19,7 @@ fn compare(what: &str, cols: usize, got: &[f32], want: &[f32], failures: &mut Ve
         return;
     }
     let (d, i) = max_abs_diff(got, want);
-    if !(d <= TOL) {
+    if d.is_nan() || d > TOL {
         failures.push(format!(
             "{what}: failed at index [{}, {}]: computed {} vs expected {} (|diff| {d:.2e} > {TOL:.0e})",
             i / cols,

@@ -242,7 +242,7 @@ impl ModelConfig {
                 return Err(Error::config(format!("`{k}` must be positive")));
             }
         }
-        if self.num_heads % self.num_kv_heads != 0 {
+        if !self.num_heads.is_multiple_of(self.num_kv_heads) {
             return Err(Error::config(format!(
                 "num_attention_heads ({}) is not a multiple of num_key_value_heads ({})",
                 self.num_heads, self.num_kv_heads
@@ -262,7 +262,7 @@ impl ModelConfig {
                 )));
             }
             if let Some(g) = m.router.group_limit {
-                if g.n_group == 0 || m.num_experts % g.n_group != 0 || g.topk_group > g.n_group {
+                if g.n_group == 0 || !m.num_experts.is_multiple_of(g.n_group) || g.topk_group > g.n_group {
                     return Err(Error::config(format!(
                         "group-limited routing needs n_group ({}) dividing the expert count ({}) and topk_group ({}) <= n_group",
                         g.n_group, m.num_experts, g.topk_group
@@ -288,7 +288,7 @@ impl ModelConfig {
             if m.qk_rope_head_dim % 2 != 0 {
                 return Err(Error::config("qk_rope_head_dim must be even"));
             }
-        } else if self.head_dim % 2 != 0 {
+        } else if !self.head_dim.is_multiple_of(2) {
             return Err(Error::config("head_dim must be even for RoPE"));
         }
         Ok(())

@@ -83,6 +83,20 @@ pub fn encode_f32(dtype: DType, values: &[f32]) -> Vec<u8> {
     out
 }
 
+/// Re-encode bytes from one dtype to another; borrowed bytes pass through untouched when the
+/// dtypes agree.
+pub fn convert<'a>(
+    from: DType,
+    to: DType,
+    bytes: std::borrow::Cow<'a, [u8]>,
+) -> std::borrow::Cow<'a, [u8]> {
+    if from == to {
+        bytes
+    } else {
+        std::borrow::Cow::Owned(encode_f32(to, &decode_f32(from, &bytes)))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -111,19 +125,5 @@ mod tests {
         );
         assert_eq!(DType::parse("bfloat16"), Some(DType::BF16));
         assert_eq!(DType::parse("int8"), None);
-    }
-}
-
-/// Re-encode bytes from one dtype to another; borrowed bytes pass through untouched when the
-/// dtypes agree.
-pub fn convert<'a>(
-    from: DType,
-    to: DType,
-    bytes: std::borrow::Cow<'a, [u8]>,
-) -> std::borrow::Cow<'a, [u8]> {
-    if from == to {
-        bytes
-    } else {
-        std::borrow::Cow::Owned(encode_f32(to, &decode_f32(from, &bytes)))
     }
 }

@@ -139,8 +139,8 @@ fn forward_output_equals_transformers_logits() {
             .collect::<Vec<_>>()
     };
     let (a, b) = (
-        f(&ours.tensor("logits").unwrap().data()),
-        f(&theirs.tensor("logits").unwrap().data()),
+        f(ours.tensor("logits").unwrap().data()),
+        f(theirs.tensor("logits").unwrap().data()),
     );
     assert_eq!(a.len(), b.len());
     for (i, (x, y)) in a.iter().zip(&b).enumerate() {

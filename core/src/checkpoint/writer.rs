@@ -202,7 +202,7 @@ fn header_bytes(tensors: &[&OutputTensor], metadata: &BTreeMap<String, String>) 
         offset += n;
     }
     let mut json = serde_json::to_vec(&serde_json::Value::Object(map)).expect("JSON");
-    while (json.len() + 8) % 8 != 0 {
+    while !(json.len() + 8).is_multiple_of(8) {
         json.push(b' ');
     }
     let mut out = (json.len() as u64).to_le_bytes().to_vec();

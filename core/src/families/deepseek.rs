@@ -9,6 +9,7 @@
 //!   top-2 per group, masked to −∞; weights are the unbiased scores, renormalised iff
 //!   `norm_topk_prob`, then × `routed_scaling_factor`. RoPE interleaved iff `rope_interleave`
 //!   (default true).
+//!
 //! Reference: transformers `models/deepseek_v2/modeling_deepseek_v2.py`, `models/deepseek_v3/…`.
 
 use super::{Common, Family, NameScheme};

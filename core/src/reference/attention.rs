@@ -1,7 +1,9 @@
 //! Causal self-attention: grouped-query attention with the q/k-norm variants, and DeepSeek's
 //! multi-head latent attention (MLA).
 
-use super::ops::{linear, linear_bias, rms_norm, rms_norm_rows, softmax, Mat, Rope};
+use super::ops::{
+    linear, linear_bias, matmul_into, rms_norm, rms_norm_rows, softmax, Mat, Rope, View,
+};
 use crate::config::{MlaConfig, QkNorm};
 
 /// Epsilon of MLA's inner norms (`q_a_layernorm`, `kv_a_layernorm`): transformers builds them
@@ -43,34 +45,64 @@ pub struct LatentAttention {
     pub o_bias: Option<Vec<f32>>,
 }
 
-/// Softmax attention over per-head query/key/value rows.
-/// `q_at(t, h)`, `k_at(t, h)`, `v_at(t, h)` give head `h`'s vectors at position `t`.
-fn causal_attention<'a>(
-    t_len: usize,
+/// Where one head's queries, keys and values sit: column offsets into the q, k and v matrices.
+struct HeadLayout {
+    q_offset: usize,
+    k_offset: usize,
+    v_offset: usize,
+}
+
+/// Causal softmax attention, one head at a time as two matrix products:
+/// `P = softmax(mask(Q_h K_hᵀ · scale))`, `O_h = P V_h`. `q`, `k`, `v` hold every head side by
+/// side; `head(h)` says where head `h`'s columns start.
+#[allow(clippy::too_many_arguments)]
+fn causal_attention(
+    q: &Mat,
+    k: &Mat,
+    v: &Mat,
     heads: usize,
+    qk_dim: usize,
     v_dim: usize,
     scale: f32,
     window: Option<usize>,
-    q_at: impl Fn(usize, usize) -> &'a [f32],
-    k_at: impl Fn(usize, usize) -> &'a [f32],
-    v_at: impl Fn(usize, usize) -> &'a [f32],
+    head: impl Fn(usize) -> HeadLayout,
 ) -> Mat {
+    let t_len = q.rows;
     let mut out = Mat::zeros(t_len, heads * v_dim);
-    let mut scores = vec![0.0f32; t_len];
+    let mut scores = vec![0.0f32; t_len * t_len];
     for h in 0..heads {
+        let l = head(h);
+        matmul_into(
+            View::cols_of(q, l.q_offset, qk_dim),
+            View::cols_of(k, l.k_offset, qk_dim),
+            true,
+            &mut scores,
+            0,
+            t_len,
+        );
         for i in 0..t_len {
             let lo = window.map_or(0, |w| (i + 1).saturating_sub(w));
-            let q = q_at(i, h);
-            let s = &mut scores[lo..=i];
-            for (j, s) in (lo..=i).zip(s.iter_mut()) {
-                *s = q.iter().zip(k_at(j, h)).map(|(a, b)| a * b).sum::<f32>() * scale;
-            }
-            softmax(s);
-            let o = &mut out.row_mut(i)[h * v_dim..(h + 1) * v_dim];
-            for (j, p) in (lo..=i).zip(s.iter()) {
-                o.iter_mut().zip(v_at(j, h)).for_each(|(o, v)| *o += p * v);
-            }
+            let row = &mut scores[i * t_len..(i + 1) * t_len];
+            row[..lo].iter_mut().for_each(|s| *s = 0.0);
+            row[i + 1..].iter_mut().for_each(|s| *s = 0.0);
+            let live = &mut row[lo..=i];
+            live.iter_mut().for_each(|s| *s *= scale);
+            softmax(live);
         }
+        let p = Mat {
+            rows: t_len,
+            cols: t_len,
+            data: std::mem::take(&mut scores),
+        };
+        matmul_into(
+            View::cols_of(&p, 0, t_len),
+            View::cols_of(v, l.v_offset, v_dim),
+            false,
+            &mut out.data,
+            h * v_dim,
+            heads * v_dim,
+        );
+        scores = p.data;
     }
     out
 }
@@ -103,14 +135,19 @@ impl StandardAttention {
         }
         let group = nh / nkv;
         let out = causal_attention(
-            x.rows,
+            &q,
+            &k,
+            &v,
             nh,
+            hd,
             hd,
             (hd as f32).powf(-0.5),
             window,
-            |t, h| &q.row(t)[h * hd..(h + 1) * hd],
-            |t, h| &k.row(t)[(h / group) * hd..(h / group + 1) * hd],
-            |t, h| &v.row(t)[(h / group) * hd..(h / group + 1) * hd],
+            |h| HeadLayout {
+                q_offset: h * hd,
+                k_offset: (h / group) * hd,
+                v_offset: (h / group) * hd,
+            },
         );
         linear_bias(&out, &self.o, self.o_bias.as_deref(), x.cols)
     }
@@ -169,14 +206,19 @@ impl LatentAttention {
             }
         }
         let out = causal_attention(
-            x.rows,
+            &q,
+            &keys,
+            &kv,
             nh,
+            qk,
             vd,
             (qk as f32).powf(-0.5),
             None,
-            |t, h| &q.row(t)[h * qk..(h + 1) * qk],
-            |t, h| &keys.row(t)[h * qk..(h + 1) * qk],
-            |t, h| &kv.row(t)[h * (nope + vd) + nope..(h + 1) * (nope + vd)],
+            |h| HeadLayout {
+                q_offset: h * qk,
+                k_offset: h * qk,
+                v_offset: h * (nope + vd) + nope,
+            },
         );
         linear_bias(&out, &self.o, self.o_bias.as_deref(), x.cols)
     }
