@@ -262,7 +262,10 @@ impl ModelConfig {
                 )));
             }
             if let Some(g) = m.router.group_limit {
-                if g.n_group == 0 || !m.num_experts.is_multiple_of(g.n_group) || g.topk_group > g.n_group {
+                if g.n_group == 0
+                    || !m.num_experts.is_multiple_of(g.n_group)
+                    || g.topk_group > g.n_group
+                {
                     return Err(Error::config(format!(
                         "group-limited routing needs n_group ({}) dividing the expert count ({}) and topk_group ({}) <= n_group",
                         g.n_group, m.num_experts, g.topk_group

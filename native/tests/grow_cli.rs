@@ -230,3 +230,32 @@ fn compare_shows_the_stacking_seam() {
     assert!((max_jump(&st) - (b[2] - b[0]).abs()).abs() < 1e-12 || max_jump(&st) == max_jump(&b));
     assert!(std::fs::metadata(&plot).unwrap().len() > 1000);
 }
+
+#[test]
+fn output_does_not_depend_on_the_thread_count() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = |threads: &str, out: &Path| {
+        let o = Command::new(env!("CARGO_BIN_EXE_moegrow"))
+            .args([
+                "grow",
+                &fixture("deepseek_v2_fused_f32"),
+                out.to_str().unwrap(),
+                "--depth",
+                "2",
+                "--experts",
+                "2",
+                "--noise",
+                "0.05",
+                "--seed",
+                "9",
+            ])
+            .env("RAYON_NUM_THREADS", threads)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", text(&o).1);
+        std::fs::read(out.join("model.safetensors")).unwrap()
+    };
+    let one = run("1", &tmp.path().join("one"));
+    let four = run("4", &tmp.path().join("four"));
+    assert!(one == four, "1 and 4 threads wrote different bytes");
+}

@@ -263,6 +263,29 @@ impl Drop for TempDir {
     }
 }
 
+/// A run killed mid-write (kill -9, power loss) leaves its temporary directory behind, never a
+/// partial checkpoint under the destination's name. Remove such leftovers for this destination
+/// when their process is gone (Linux: no `/proc/PID`).
+fn remove_stale_temporaries(parent: &std::path::Path, base: &str) {
+    let prefix = format!(".{base}.moegrow-tmp-");
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        let Some(pid) = name
+            .strip_prefix(&prefix)
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let alive = std::path::Path::new("/proc").join(pid.to_string()).exists();
+        if cfg!(target_os = "linux") && !alive && pid != std::process::id() {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
 /// Write a complete checkpoint directory at `out`.
 ///
 /// `companions_from`: a directory whose tokenizer and generation files are copied along.
@@ -292,6 +315,7 @@ pub fn write_checkpoint(
         .ok_or_else(|| Error::Invalid(format!("{} is not a directory name", out.display())))?
         .to_string_lossy()
         .to_string();
+    remove_stale_temporaries(&parent, &base);
     let mut tmp = TempDir {
         path: parent.join(format!(".{base}.moegrow-tmp-{}", std::process::id())),
         done: false,
@@ -432,6 +456,35 @@ mod tests {
             std::fs::read_dir(dir.path()).unwrap().count(),
             0,
             "temporary directory left behind"
+        );
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn leftovers_of_a_killed_run_are_cleaned_up() {
+        let dir = tempfile::tempdir().unwrap();
+        // PID 0 never names a live process in /proc.
+        let stale = dir.path().join(".ckpt.moegrow-tmp-0");
+        std::fs::create_dir(&stale).unwrap();
+        std::fs::write(stale.join("model.safetensors"), b"partial").unwrap();
+        let other = dir.path().join(".other.moegrow-tmp-0");
+        std::fs::create_dir(&other).unwrap();
+        write_checkpoint(
+            &dir.path().join("ckpt"),
+            "{}",
+            &[t("a", 1)],
+            None,
+            &WriteOptions::default(),
+            |_| {},
+        )
+        .unwrap();
+        assert!(
+            !stale.exists(),
+            "stale temporary directory of the same destination removed"
+        );
+        assert!(
+            other.exists(),
+            "another destination's temporary directory is left alone"
         );
     }
 

@@ -172,6 +172,19 @@ fn available_space(out: &Path) -> Option<u64> {
     fs4::available_space(&dir).ok()
 }
 
+/// Refuse to start a write that cannot finish: the output plus 64 MB of slack must fit.
+fn ensure_space(out: &Path, needed: u64, free: Option<u64>) -> anyhow::Result<()> {
+    match free {
+        Some(free) if free < needed + (64 << 20) => bail!(
+            "not enough disk space for {}: it needs {:.2} GB, {:.2} GB are free",
+            out.display(),
+            needed as f64 / 1e9,
+            free as f64 / 1e9
+        ),
+        _ => Ok(()),
+    }
+}
+
 pub fn run(a: Args) -> anyhow::Result<()> {
     let plan = plan(&a)?;
     let src = super::open(&a.source)?;
@@ -209,16 +222,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             a.output.display()
         );
     }
-    if let Some(free) = available_space(&a.output) {
-        if free < out_bytes + (64 << 20) {
-            bail!(
-                "not enough disk space for {}: it needs {:.2} GB, {:.2} GB are free",
-                a.output.display(),
-                out_bytes as f64 / 1e9,
-                free as f64 / 1e9
-            );
-        }
-    }
+    ensure_space(&a.output, out_bytes, available_space(&a.output))?;
     let provenance =
         super::provenance::record(&a.source, &src, &plan, &grown.config, &before, &after)?;
     let bar = bytes_bar(out_bytes, "grow");
@@ -279,4 +283,29 @@ fn verify(a: &Args, src: &moegrow_core::Checkpoint) -> anyhow::Result<()> {
         100.0 * r.top1_agreement
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_write_that_cannot_fit_is_refused_before_it_starts() {
+        let err = ensure_space(Path::new("/data/out"), 5_000_000_000, Some(1_000_000_000))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "not enough disk space for /data/out: it needs 5.00 GB, 1.00 GB are free"
+        );
+        assert!(ensure_space(Path::new("o"), 1_000, Some(1 << 30)).is_ok());
+        assert!(
+            ensure_space(Path::new("o"), 1_000, None).is_ok(),
+            "unknown free space does not block"
+        );
+        assert!(
+            available_space(Path::new("/tmp/surely/not/here/out")).is_some(),
+            "walks up to an existing directory"
+        );
+    }
 }
