@@ -14,6 +14,7 @@ pub mod config;
 pub mod dtype;
 pub mod error;
 pub mod families;
+pub mod gpu;
 pub mod growth;
 pub mod init;
 pub mod reference;

@@ -1,0 +1,11 @@
+//! The GPU runtime: our WGSL kernels (`shaders/`) run through wgpu, natively (Vulkan, Metal,
+//! DX12; Mesa's lavapipe in CI) and in the browser (WebGPU), with one async API.
+
+pub mod context;
+pub mod ops;
+pub mod shaders;
+
+pub use context::{Bind, Gpu, GpuBuffer, Recorder};
+
+#[cfg(test)]
+mod tests;
