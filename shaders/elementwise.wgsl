@@ -19,8 +19,8 @@ fn index(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return gid.y * nwg.x * 64u + gid.x;
 }
 
-// dst[t, :] = table[token[t], :] — src is the token ids (u32 bits), table is bound as dst's
-// companion: a = hidden size. Uses `table` at binding 3.
+// dst[t, :] = table[token[t] - b, :] for tokens in this table part's rows b..b + c — src holds
+// the token ids (u32 bits), a = hidden size. Tables past the binding limit come in parts.
 @group(0) @binding(3) var<storage, read> table: array<f32>;
 
 @compute @workgroup_size(64)
@@ -30,9 +30,11 @@ fn embed(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups)
         return;
     }
     let t = i / p.a;
-    let c = i % p.a;
+    let col = i % p.a;
     let tok = bitcast<u32>(src[t]);
-    dst[i] = table[tok * p.a + c];
+    if (tok >= p.b && tok < p.b + p.c) {
+        dst[i] = table[(tok - p.b) * p.a + col];
+    }
 }
 
 // dst += src

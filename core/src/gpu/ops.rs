@@ -309,24 +309,14 @@ fn ew(rec: &mut Recorder, entry: &'static str, p: EwParams, binds: &[&GpuBuffer]
     rec.dispatch(shaders::ELEMENTWISE, entry, &b, grid(p.n as usize, 64));
 }
 
-/// `out[t, :] = table[tokens[t], :]` (`tokens` holds u32 ids).
-pub fn embed(
-    rec: &mut Recorder,
-    tokens: &GpuBuffer,
-    table: &GpuBuffer,
-    hidden: usize,
-    out: &GpuBuffer,
-) {
-    ew(
-        rec,
-        "embed",
-        EwParams {
-            n: (tokens.len * hidden) as u32,
-            a: hidden as u32,
-            ..Default::default()
-        },
-        &[tokens, out, table],
-    );
+/// `out[t, :] = table[tokens[t], :]` (`tokens` holds u32 ids), part by part.
+pub fn embed(rec: &mut Recorder, tokens: &GpuBuffer, table: &GpuMatrix, out: &GpuBuffer) {
+    let hidden = table.cols;
+    for (first, part) in &table.parts {
+        let rows = part.len / hidden.max(1);
+        let p = EwParams { n: (tokens.len * hidden) as u32, a: hidden as u32, b: *first as u32, c: rows as u32, ..Default::default() };
+        ew(rec, "embed", p, &[tokens, out, part]);
+    }
 }
 
 /// `dst += src` over `n` values.
