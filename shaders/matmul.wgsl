@@ -1,6 +1,9 @@
 // Tiled f32 matrix product for linear layers: out[m, n] (+)= a[m, :] · w[n, :] (+ bias[n]).
 // Weights are [out, in] row-major as Hugging Face stores them, so both operands are read along
-// their rows. 16×16 tiles staged in workgroup memory: each loaded value is reused 16 times.
+// their rows. Each 16×16 workgroup computes a 64×64 output tile: the k dimension advances in
+// steps of 16 with both operand tiles staged in workgroup memory, and every invocation keeps a
+// 4×4 block of outputs in registers (rows ty + 16i, columns tx + 16j), so each value loaded
+// from workgroup memory feeds four multiply-adds.
 struct Params {
     m: u32,
     n: u32,
@@ -18,42 +21,67 @@ struct Params {
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 
-const TILE: u32 = 16u;
-var<workgroup> ta: array<array<f32, 16>, 16>;
-var<workgroup> tw: array<array<f32, 16>, 16>;
+const BM: u32 = 64u;
+const BK: u32 = 16u;
+var<workgroup> sa: array<f32, 1024>; // [BM][BK]
+var<workgroup> sw: array<f32, 1024>; // [BN][BK]
 
 @compute @workgroup_size(16, 16)
-fn matmul(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-    let row = wid.y * TILE + lid.y;
-    let col = wid.x * TILE + lid.x;
-    let wrow = wid.x * TILE + lid.y;
-    var acc = 0.0;
-    for (var t = 0u; t < p.k; t += TILE) {
-        let kk = t + lid.x;
-        var av = 0.0;
-        if (row < p.m && kk < p.k) {
-            av = a[p.a_offset + row * p.a_stride + kk];
+fn matmul(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let row0 = wid.y * BM;
+    let col0 = wid.x * BM;
+    var acc: array<f32, 16>;
+    for (var i = 0u; i < 16u; i++) {
+        acc[i] = 0.0;
+    }
+    for (var t = 0u; t < p.k; t += BK) {
+        for (var l = 0u; l < 4u; l++) {
+            let idx = li + l * 256u;
+            let r = idx / BK;
+            let c = idx % BK;
+            let kk = t + c;
+            var av = 0.0;
+            if (row0 + r < p.m && kk < p.k) {
+                av = a[p.a_offset + (row0 + r) * p.a_stride + kk];
+            }
+            sa[idx] = av;
+            var wv = 0.0;
+            if (col0 + r < p.n && kk < p.k) {
+                wv = w[(col0 + r) * p.k + kk];
+            }
+            sw[idx] = wv;
         }
-        ta[lid.y][lid.x] = av;
-        var wv = 0.0;
-        if (wrow < p.n && kk < p.k) {
-            wv = w[wrow * p.k + kk];
-        }
-        tw[lid.y][lid.x] = wv;
         workgroupBarrier();
-        for (var i = 0u; i < TILE; i++) {
-            acc += ta[lid.y][i] * tw[lid.x][i];
+        for (var kk = 0u; kk < BK; kk++) {
+            var av: array<f32, 4>;
+            var wv: array<f32, 4>;
+            for (var i = 0u; i < 4u; i++) {
+                av[i] = sa[(lid.y + 16u * i) * BK + kk];
+                wv[i] = sw[(lid.x + 16u * i) * BK + kk];
+            }
+            for (var i = 0u; i < 4u; i++) {
+                for (var j = 0u; j < 4u; j++) {
+                    acc[i * 4u + j] += av[i] * wv[j];
+                }
+            }
         }
         workgroupBarrier();
     }
-    if (row < p.m && col < p.n) {
-        let o = p.out_offset + row * p.out_stride + col;
-        if ((p.flags & 1u) != 0u) {
-            acc += bias[col];
+    for (var i = 0u; i < 4u; i++) {
+        let row = row0 + lid.y + 16u * i;
+        for (var j = 0u; j < 4u; j++) {
+            let col = col0 + lid.x + 16u * j;
+            if (row < p.m && col < p.n) {
+                let o = p.out_offset + row * p.out_stride + col;
+                var v = acc[i * 4u + j];
+                if ((p.flags & 1u) != 0u) {
+                    v += bias[col];
+                }
+                if ((p.flags & 2u) != 0u) {
+                    v += out[o];
+                }
+                out[o] = v;
+            }
         }
-        if ((p.flags & 2u) != 0u) {
-            acc += out[o];
-        }
-        out[o] = acc;
     }
 }

@@ -68,3 +68,28 @@ fn cosine(@builtin(global_invocation_id) gid: vec3<u32>) {
     let d = sqrt(x[r * p.bins + r] * x[c * p.bins + c]);
     partial[i] = select(0.0, x[i] / d, d > 0.0);
 }
+
+// partial[row] = Σ x[row, :]² for rows of length p.n (one workgroup per row; p.bins = rows).
+@compute @workgroup_size(256)
+fn row_sumsq(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let row = wid.y * nwg.x + wid.x;
+    if (row >= p.bins) {
+        return;
+    }
+    var a = 0.0;
+    for (var i = lid.x; i < p.n; i += 256u) {
+        let v = x[row * p.n + i];
+        a += v * v;
+    }
+    s1[lid.x] = a;
+    workgroupBarrier();
+    for (var st = 128u; st > 0u; st >>= 1u) {
+        if (lid.x < st) {
+            s1[lid.x] += s1[lid.x + st];
+        }
+        workgroupBarrier();
+    }
+    if (lid.x == 0u) {
+        partial[row] = s1[0];
+    }
+}

@@ -1,6 +1,7 @@
 //! `moegrow`: grow pretrained Mixture-of-Experts checkpoints and train on.
 
 mod cmd;
+mod device;
 mod plot;
 mod progress;
 

@@ -152,6 +152,44 @@ fn forward_output_equals_transformers_logits() {
 }
 
 #[test]
+fn forward_on_the_gpu_equals_transformers_logits() {
+    let tmp = tempfile::tempdir().unwrap();
+    for name in ["deepseek_v2_experts_f32_noqlora", "qwen2_moe_fused_bf16"] {
+        let out = tmp.path().join(format!("{name}.safetensors"));
+        let o = moegrow(&[
+            "forward",
+            fixture(name).to_str().unwrap(),
+            "--device",
+            "gpu",
+            "--tokens",
+            "1,5,9,42,3,17,60,8,33,2,50,11,27",
+            "--output",
+            out.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let ours = std::fs::read(&out).unwrap();
+        let ours = safetensors::SafeTensors::deserialize(&ours).unwrap();
+        let theirs = std::fs::read(fixture(name).join("reference.safetensors")).unwrap();
+        let theirs = safetensors::SafeTensors::deserialize(&theirs).unwrap();
+        let f = |b: &[u8]| {
+            b.chunks_exact(4)
+                .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+                .collect::<Vec<_>>()
+        };
+        let (a, b) = (
+            f(&ours.tensor("logits").unwrap().data()),
+            f(&theirs.tensor("logits").unwrap().data()),
+        );
+        for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+            assert!(
+                (x - y).abs() < 1e-3,
+                "{name}: Failed at index {i}: computed {x} vs expected {y}"
+            );
+        }
+    }
+}
+
+#[test]
 fn inspect_counts_parameters_like_transformers() {
     for name in [
         "mixtral_fused_f32",

@@ -5,6 +5,7 @@ pub mod context;
 pub mod model;
 pub mod ops;
 pub mod shaders;
+pub mod stats;
 
 pub use context::{Bind, Gpu, GpuBuffer, Recorder};
 pub use model::{GpuForward, GpuModel};

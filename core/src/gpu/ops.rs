@@ -128,7 +128,7 @@ pub fn matmul(
             out_stride: or.stride as u32,
             flags: (bias.is_some() as u32) | ((accumulate as u32) << 1),
         });
-        let groups = (n.div_ceil(16) as u32, ar.rows.div_ceil(16) as u32, 1);
+        let groups = (n.div_ceil(64) as u32, ar.rows.div_ceil(64) as u32, 1);
         rec.dispatch(
             shaders::MATMUL,
             "matmul",
@@ -314,7 +314,13 @@ pub fn embed(rec: &mut Recorder, tokens: &GpuBuffer, table: &GpuMatrix, out: &Gp
     let hidden = table.cols;
     for (first, part) in &table.parts {
         let rows = part.len / hidden.max(1);
-        let p = EwParams { n: (tokens.len * hidden) as u32, a: hidden as u32, b: *first as u32, c: rows as u32, ..Default::default() };
+        let p = EwParams {
+            n: (tokens.len * hidden) as u32,
+            a: hidden as u32,
+            b: *first as u32,
+            c: rows as u32,
+            ..Default::default()
+        };
         ew(rec, "embed", p, &[tokens, out, part]);
     }
 }

@@ -18,6 +18,19 @@ pub struct Args {
 
 #[derive(clap::Subcommand)]
 pub enum What {
+    /// GPU runtime: matmul GFLOP/s, MoE layer against dense matmul, forward tokens/s.
+    Gpu {
+        /// A checkpoint for the forward-pass comparison (e.g. one made by `init --preset base100m`).
+        #[arg(long)]
+        checkpoint: Option<PathBuf>,
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+        /// Tokens per forward pass and per MoE-layer call.
+        #[arg(long, default_value_t = 256)]
+        tokens: usize,
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
     /// Grow a synthetic checkpoint by depth ×2 and width ×2 and compare with copying its bytes.
     Grow {
         /// Number of MoE layers of the synthetic source (8 ≈ 3.3 GB in bf16).
@@ -93,13 +106,21 @@ fn plain_copy(src: &Path, dst: &Path) -> anyhow::Result<u64> {
 }
 
 pub fn run(a: Args) -> anyhow::Result<()> {
-    let What::Grow {
-        layers,
-        dir,
-        json: json_out,
-        keep,
-        rounds,
-    } = a.what;
+    let (layers, dir, json_out, keep, rounds) = match a.what {
+        What::Gpu {
+            checkpoint,
+            runs,
+            tokens,
+            json,
+        } => return super::bench_gpu::run(checkpoint, runs, tokens, json),
+        What::Grow {
+            layers,
+            dir,
+            json,
+            keep,
+            rounds,
+        } => (layers, dir, json, keep, rounds),
+    };
     if !keep {
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -1,4 +1,3 @@
-use moegrow_core::analysis::expert_norm_profile;
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
@@ -11,6 +10,9 @@ pub struct Args {
     pub plot: Option<PathBuf>,
     #[arg(long)]
     pub json: bool,
+    /// Where to compute the profiles (auto: the GPU when an adapter exists).
+    #[arg(long, value_enum, default_value = "auto")]
+    pub device: crate::device::Device,
 }
 
 /// The largest jump between neighbouring layers, relative to the median jump: stacking's seam
@@ -32,10 +34,14 @@ pub fn seam_ratio(profile: &[Option<f64>]) -> Option<f64> {
 }
 
 pub fn run(a: Args) -> anyhow::Result<()> {
+    let gpu = crate::device::open(a.device)?;
     let mut series = Vec::new();
     for p in &a.checkpoints {
         let ckpt = super::open(p)?;
-        series.push((p.display().to_string(), expert_norm_profile(&ckpt)?));
+        series.push((
+            p.display().to_string(),
+            super::inspect::norm_profile(&ckpt, &gpu)?,
+        ));
     }
     if let Some(plot) = &a.plot {
         crate::plot::norm_profiles(plot, &series)?;

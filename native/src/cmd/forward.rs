@@ -19,6 +19,9 @@ pub struct Args {
     /// throughput benchmark against transformers, `tests/bench/forward_vs_transformers.py`).
     #[arg(long, value_name = "N")]
     pub bench: Option<usize>,
+    /// Where to run: the CPU reference (default) or the WGSL kernels on the GPU.
+    #[arg(long, value_enum, default_value = "cpu")]
+    pub device: crate::device::Device,
 }
 
 pub fn parse_tokens(s: &str) -> anyhow::Result<Vec<u32>> {
@@ -41,13 +44,29 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let tokens = parse_tokens(&a.tokens)?;
     let started = std::time::Instant::now();
     let ckpt = super::open(&a.checkpoint)?;
-    let model = ReferenceModel::load(&ckpt)?;
+    let gpu = crate::device::open(a.device)?;
+    let gpu_model = match &gpu {
+        Some(g) => Some(moegrow_core::gpu::GpuModel::load(g, &ckpt)?),
+        None => None,
+    };
+    let model = match gpu_model {
+        Some(_) => None,
+        None => Some(ReferenceModel::load(&ckpt)?),
+    };
+    let run = |tokens: &[u32]| -> anyhow::Result<moegrow_core::reference::Mat> {
+        Ok(match (&gpu_model, &model) {
+            (Some(g), _) => g.forward_blocking(tokens, false)?.logits,
+            (None, Some(m)) => m.forward(tokens)?.logits,
+            (None, None) => unreachable!("one of the two models is loaded"),
+        })
+    };
     let load_s = started.elapsed().as_secs_f64();
     if let Some(n) = a.bench {
+        run(&tokens)?; // warm-up: pipeline compilation on the GPU
         let mut times: Vec<f64> = (0..n.max(1))
             .map(|_| {
                 let t = std::time::Instant::now();
-                model.forward(&tokens).map(|_| t.elapsed().as_secs_f64())
+                run(&tokens).map(|_| t.elapsed().as_secs_f64())
             })
             .collect::<Result<_, _>>()?;
         times.sort_by(f64::total_cmp);
@@ -60,15 +79,16 @@ pub fn run(a: Args) -> anyhow::Result<()> {
                 "tokens": tokens.len(),
                 "median_forward_s": median,
                 "tokens_per_s": tokens.len() as f64 / median,
+                "device": crate::device::describe(&gpu),
             })
         );
         return Ok(());
     }
-    let out = model.forward(&tokens)?;
-    let (t, v) = (out.logits.rows, out.logits.cols);
+    let logits = run(&tokens)?;
+    let (t, v) = (logits.rows, logits.cols);
     match a.output {
         Some(path) => {
-            let bytes = encode_f32(DType::F32, &out.logits.data);
+            let bytes = encode_f32(DType::F32, &logits.data);
             let bytes = &bytes[..];
             let tensor = OutputTensor {
                 name: "logits".into(),
@@ -85,7 +105,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         }
         None => {
             for (pos, tok) in tokens.iter().enumerate() {
-                let row = out.logits.row(pos);
+                let row = logits.row(pos);
                 let top = moegrow_core::reference::routing::top_k(row, 5.min(v));
                 let list: Vec<String> = top
                     .iter()

@@ -13,6 +13,20 @@ pub struct Args {
     /// Also draw the expert weight-norm profile (.png or .svg).
     #[arg(long)]
     pub plot: Option<PathBuf>,
+    /// Where to compute the statistics (auto: the GPU when an adapter exists).
+    #[arg(long, value_enum, default_value = "auto")]
+    pub device: crate::device::Device,
+}
+
+/// The expert weight-norm profile, on the GPU when one is given.
+pub fn norm_profile(
+    ckpt: &Checkpoint,
+    gpu: &Option<moegrow_core::gpu::Gpu>,
+) -> anyhow::Result<Vec<Option<f64>>> {
+    Ok(match gpu {
+        Some(g) => moegrow_core::gpu::stats::expert_norm_profile_blocking(g, ckpt)?,
+        None => expert_norm_profile(ckpt)?,
+    })
 }
 
 fn human(n: u64) -> String {
@@ -69,10 +83,14 @@ fn attention_words(c: &moegrow_core::ModelConfig) -> String {
 }
 
 /// Everything `inspect` reports, as JSON (the text view is rendered from it).
-pub fn summary(ckpt: &Checkpoint, path: &std::path::Path) -> anyhow::Result<serde_json::Value> {
+pub fn summary(
+    ckpt: &Checkpoint,
+    path: &std::path::Path,
+    gpu: &Option<moegrow_core::gpu::Gpu>,
+) -> anyhow::Result<serde_json::Value> {
     let c = &ckpt.config;
     let p = param_counts(ckpt);
-    let profile = expert_norm_profile(ckpt)?;
+    let profile = norm_profile(ckpt, gpu)?;
     let moe_layers: Vec<usize> = c.moe_layers().collect();
     let dtypes: serde_json::Map<String, serde_json::Value> = bytes_by_dtype(ckpt)
         .into_iter()
@@ -109,12 +127,14 @@ pub fn summary(ckpt: &Checkpoint, path: &std::path::Path) -> anyhow::Result<serd
         "tensors": ckpt.entries().len(),
         "bytes_by_dtype": dtypes,
         "expert_norm_profile": profile,
+        "statistics_device": crate::device::describe(gpu),
     }))
 }
 
 pub fn run(a: Args) -> anyhow::Result<()> {
     let ckpt = super::open(&a.checkpoint)?;
-    let s = summary(&ckpt, &a.checkpoint)?;
+    let gpu = crate::device::open(a.device)?;
+    let s = summary(&ckpt, &a.checkpoint, &gpu)?;
     if let Some(plot) = &a.plot {
         let profile: Vec<Option<f64>> = serde_json::from_value(s["expert_norm_profile"].clone())?;
         crate::plot::norm_profiles(plot, &[(a.checkpoint.display().to_string(), profile)])?;
@@ -184,7 +204,8 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         .unwrap_or_default();
     println!("tensors      {} ({})", s["tensors"], dt.join("; "));
     println!(
-        "expert weight-norm profile (mean over experts and gate/up/down of ||W||_F / sqrt(numel)):"
+        "expert weight-norm profile (mean over experts and gate/up/down of ||W||_F / sqrt(numel); computed on the {}):",
+        s["statistics_device"].as_str().unwrap_or("CPU")
     );
     let profile: Vec<Option<f64>> = serde_json::from_value(s["expert_norm_profile"].clone())?;
     let max = profile.iter().flatten().cloned().fold(0.0f64, f64::max);
