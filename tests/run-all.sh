@@ -9,7 +9,11 @@ cd "$(dirname "$0")/.."
 missing() { echo "missing: $1" >&2; echo "  install it with: $2" >&2; exit 1; }
 
 command -v cargo >/dev/null || missing "the Rust toolchain (cargo)" "https://rustup.rs, then re-run"
-have_vulkan() { ls /usr/share/vulkan/icd.d/*.json /etc/vulkan/icd.d/*.json >/dev/null 2>&1 && ldconfig -p 2>/dev/null | grep -q libvulkan.so.1; }
+have_vulkan() {
+  local icds
+  icds=$(find /usr/share/vulkan/icd.d /etc/vulkan/icd.d -name '*.json' 2>/dev/null | head -n 1)
+  [ -n "$icds" ] && ldconfig -p 2>/dev/null | grep -q libvulkan.so.1
+}
 if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
   pkgs=()
   command -v cc >/dev/null || pkgs+=(build-essential pkg-config)
