@@ -2,7 +2,7 @@
 // over its tokens in one grouped dispatch, and combine the weighted results per token.
 //
 // `plan` (one workgroup) counts slots per expert, pads each expert's segment to a multiple of
-// the 16-row tile so that a tile never mixes experts, and writes: for each grouped row its slot
+// the 32-row tile so that a tile never mixes experts, and writes: for each grouped row its slot
 // (or NONE for padding), for each slot its grouped row, and for each tile its expert (or NONE).
 // `gate_up` and `down` are tiled products whose 16 rows share one expert's weights (fused
 // layout: gate_up [E, 2I, H], down [E, H, I]); `combine` sums each token's slots in slot order,
@@ -13,12 +13,13 @@ struct Params {
     experts: u32,
     hidden: u32,
     inter: u32,
-    max_rows: u32,   // padded row capacity: tokens·top_k + experts·15, rounded up to 16
+    max_rows: u32,   // padded row capacity: tokens·top_k + experts·31, rounded up to 32
     e_first: u32,    // gate_up/down: this weight buffer holds experts e_first..e_first+e_count
     e_count: u32,    // (weights past the storage-binding limit are split by experts)
 }
 
-const TILE: u32 = 16u;
+const TILE: u32 = 32u; // rows per tile (one expert per tile)
+const BK: u32 = 16u;   // k step
 const NONE: u32 = 0xffffffffu;
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -78,83 +79,136 @@ fn plan(@builtin(local_invocation_id) lid: vec3<u32>) {
 @group(0) @binding(4) var<storage, read> w: array<f32>;        // gate_up or down weights
 @group(0) @binding(5) var<storage, read_write> y: array<f32>;  // h (gate_up) or out rows (down)
 
-var<workgroup> ta: array<array<f32, 16>, 16>;
-var<workgroup> tg: array<array<f32, 16>, 16>;
-var<workgroup> tu: array<array<f32, 16>, 16>;
+// Each 16×16 workgroup computes 32 rows × 64 columns: every invocation keeps rows ty, ty + 16
+// and columns tx + 16j (j < 4) in registers, so each staged value feeds several products.
+var<workgroup> ta: array<f32, 512>;   // [32 rows][16 k]
+var<workgroup> tg: array<f32, 1024>;  // [64 cols][16 k]
+var<workgroup> tu: array<f32, 1024>;
 
 @compute @workgroup_size(16, 16)
-fn gate_up(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+fn gate_up(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
     let ge = te[wid.y];
     if (ge == NONE || ge < p.e_first || ge >= p.e_first + p.e_count) {
         return;
     }
     let e = ge - p.e_first;
-    let row = wid.y * TILE + lid.y;
-    let slot = rs[row];
-    let col = wid.x * TILE + lid.x;     // intermediate index
-    let wrow = wid.x * TILE + lid.y;
+    let row0 = wid.y * TILE;
+    let col0 = wid.x * 64u;
     let ebase = e * 2u * p.inter * p.hidden;
-    var g = 0.0;
-    var u = 0.0;
-    for (var t = 0u; t < p.hidden; t += TILE) {
-        let kk = t + lid.x;
-        var av = 0.0;
-        if (slot != NONE && kk < p.hidden) {
-            av = x[(slot / p.top_k) * p.hidden + kk];
+    var g: array<f32, 8>;
+    var u: array<f32, 8>;
+    for (var j = 0u; j < 8u; j++) {
+        g[j] = 0.0;
+        u[j] = 0.0;
+    }
+    for (var t = 0u; t < p.hidden; t += BK) {
+        for (var l = 0u; l < 2u; l++) {
+            let idx = li + l * 256u;
+            let r = idx / BK;
+            let c = t + idx % BK;
+            let slot = rs[row0 + r];
+            var av = 0.0;
+            if (slot != NONE && c < p.hidden) {
+                av = x[(slot / p.top_k) * p.hidden + c];
+            }
+            ta[idx] = av;
         }
-        ta[lid.y][lid.x] = av;
-        var gv = 0.0;
-        var uv = 0.0;
-        if (wrow < p.inter && kk < p.hidden) {
-            gv = w[ebase + wrow * p.hidden + kk];
-            uv = w[ebase + (p.inter + wrow) * p.hidden + kk];
+        for (var l = 0u; l < 4u; l++) {
+            let idx = li + l * 256u;
+            let r = idx / BK;
+            let c = t + idx % BK;
+            var gv = 0.0;
+            var uv = 0.0;
+            if (col0 + r < p.inter && c < p.hidden) {
+                gv = w[ebase + (col0 + r) * p.hidden + c];
+                uv = w[ebase + (p.inter + col0 + r) * p.hidden + c];
+            }
+            tg[idx] = gv;
+            tu[idx] = uv;
         }
-        tg[lid.y][lid.x] = gv;
-        tu[lid.y][lid.x] = uv;
         workgroupBarrier();
-        for (var i = 0u; i < TILE; i++) {
-            g += ta[lid.y][i] * tg[lid.x][i];
-            u += ta[lid.y][i] * tu[lid.x][i];
+        for (var kk = 0u; kk < BK; kk++) {
+            let a0 = ta[lid.y * BK + kk];
+            let a1 = ta[(lid.y + 16u) * BK + kk];
+            for (var j = 0u; j < 4u; j++) {
+                let wr = (lid.x + 16u * j) * BK + kk;
+                let gw = tg[wr];
+                let uw = tu[wr];
+                g[j] += a0 * gw;
+                u[j] += a0 * uw;
+                g[4u + j] += a1 * gw;
+                u[4u + j] += a1 * uw;
+            }
         }
         workgroupBarrier();
     }
-    if (col < p.inter) {
-        y[row * p.inter + col] = g / (1.0 + exp(-g)) * u;
+    for (var i = 0u; i < 2u; i++) {
+        let row = row0 + lid.y + 16u * i;
+        for (var j = 0u; j < 4u; j++) {
+            let col = col0 + lid.x + 16u * j;
+            if (col < p.inter) {
+                let gv = g[4u * i + j];
+                y[row * p.inter + col] = gv / (1.0 + exp(-gv)) * u[4u * i + j];
+            }
+        }
     }
 }
 
 @compute @workgroup_size(16, 16)
-fn down(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+fn down(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
     let ge = te[wid.y];
     if (ge == NONE || ge < p.e_first || ge >= p.e_first + p.e_count) {
         return;
     }
     let e = ge - p.e_first;
-    let row = wid.y * TILE + lid.y;
-    let col = wid.x * TILE + lid.x;     // hidden index
-    let wrow = wid.x * TILE + lid.y;
+    let row0 = wid.y * TILE;
+    let col0 = wid.x * 64u;
     let ebase = e * p.hidden * p.inter;
-    var acc = 0.0;
-    for (var t = 0u; t < p.inter; t += TILE) {
-        let kk = t + lid.x;
-        var av = 0.0;
-        if (kk < p.inter) {
-            av = x[row * p.inter + kk];
+    var acc: array<f32, 8>;
+    for (var j = 0u; j < 8u; j++) {
+        acc[j] = 0.0;
+    }
+    for (var t = 0u; t < p.inter; t += BK) {
+        for (var l = 0u; l < 2u; l++) {
+            let idx = li + l * 256u;
+            let r = idx / BK;
+            let c = t + idx % BK;
+            var av = 0.0;
+            if (c < p.inter) {
+                av = x[(row0 + r) * p.inter + c];
+            }
+            ta[idx] = av;
         }
-        ta[lid.y][lid.x] = av;
-        var wv = 0.0;
-        if (wrow < p.hidden && kk < p.inter) {
-            wv = w[ebase + wrow * p.inter + kk];
+        for (var l = 0u; l < 4u; l++) {
+            let idx = li + l * 256u;
+            let r = idx / BK;
+            let c = t + idx % BK;
+            var wv = 0.0;
+            if (col0 + r < p.hidden && c < p.inter) {
+                wv = w[ebase + (col0 + r) * p.inter + c];
+            }
+            tg[idx] = wv;
         }
-        tg[lid.y][lid.x] = wv;
         workgroupBarrier();
-        for (var i = 0u; i < TILE; i++) {
-            acc += ta[lid.y][i] * tg[lid.x][i];
+        for (var kk = 0u; kk < BK; kk++) {
+            let a0 = ta[lid.y * BK + kk];
+            let a1 = ta[(lid.y + 16u) * BK + kk];
+            for (var j = 0u; j < 4u; j++) {
+                let wv = tg[(lid.x + 16u * j) * BK + kk];
+                acc[j] += a0 * wv;
+                acc[4u + j] += a1 * wv;
+            }
         }
         workgroupBarrier();
     }
-    if (col < p.hidden) {
-        y[row * p.hidden + col] = acc;
+    for (var i = 0u; i < 2u; i++) {
+        let row = row0 + lid.y + 16u * i;
+        for (var j = 0u; j < 4u; j++) {
+            let col = col0 + lid.x + 16u * j;
+            if (col < p.hidden) {
+                y[row * p.hidden + col] = acc[4u * i + j];
+            }
+        }
     }
 }
 

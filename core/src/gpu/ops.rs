@@ -509,6 +509,9 @@ pub struct MoeScratch {
     pub rows_out: GpuBuffer,
 }
 
+/// Rows per grouped tile (`TILE` in moe.wgsl): each expert's rows are padded to a multiple.
+pub const MOE_TILE_ROWS: usize = 32;
+
 /// The most experts the dispatch planner handles (its counters live in workgroup memory).
 pub const MAX_MOE_EXPERTS: usize = 1024;
 
@@ -521,14 +524,15 @@ impl MoeScratch {
         hidden: usize,
         inter: usize,
     ) -> MoeScratch {
-        let max_rows = (tokens * top_k + experts * 15).div_ceil(16) * 16;
+        let max_rows = (tokens * top_k + experts * (MOE_TILE_ROWS - 1)).div_ceil(MOE_TILE_ROWS)
+            * MOE_TILE_ROWS;
         MoeScratch {
             max_rows,
             chosen: gpu.zeros(tokens * top_k),
             weights: gpu.zeros(tokens * top_k),
             row_slot: gpu.zeros(max_rows),
             slot_row: gpu.zeros(tokens * top_k),
-            tile_expert: gpu.zeros(max_rows / 16),
+            tile_expert: gpu.zeros(max_rows / MOE_TILE_ROWS),
             h: gpu.zeros(max_rows * inter),
             rows_out: gpu.zeros(max_rows * hidden),
         }
@@ -580,7 +584,7 @@ pub fn moe_experts(
         ],
         (1, 1, 1),
     );
-    let tiles = (s.max_rows / 16) as u32;
+    let tiles = (s.max_rows / MOE_TILE_ROWS) as u32;
     for (first, part) in &gate_up.parts {
         assert!(
             first % (2 * inter) == 0 && (part.len / hidden) % (2 * inter) == 0,
@@ -601,7 +605,7 @@ pub fn moe_experts(
                 Bind::Storage(part),
                 Bind::Storage(&s.h),
             ],
-            (inter.div_ceil(16) as u32, tiles, 1),
+            (inter.div_ceil(64) as u32, tiles, 1),
         );
     }
     for (first, part) in &down.parts {
@@ -621,7 +625,7 @@ pub fn moe_experts(
                 Bind::Storage(part),
                 Bind::Storage(&s.rows_out),
             ],
-            (hidden.div_ceil(16) as u32, tiles, 1),
+            (hidden.div_ceil(64) as u32, tiles, 1),
         );
     }
     let u = gpu.uniform(&params(0, experts));
