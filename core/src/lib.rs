@@ -5,6 +5,8 @@
 //! - [`roles`]: what each tensor is, independent of its name.
 //! - [`checkpoint`]: reading (memory-mapped, lazy) and writing (sharded, atomic) checkpoints.
 //! - [`reference`]: the CPU reference forward pass.
+//! - [`growth`]: depth and width growth as lazy, streamed stages with reproducible noise.
+//! - [`gpu`]: the wgpu runtime for our WGSL kernels (native and WebGPU) and the GPU forward pass.
 //! - [`analysis`]: parameter counts, FLOPs and the per-layer expert weight-norm profile.
 //! - [`init`]: freshly initialised checkpoints from presets.
 

@@ -177,8 +177,8 @@ fn forward_on_the_gpu_equals_transformers_logits() {
                 .collect::<Vec<_>>()
         };
         let (a, b) = (
-            f(&ours.tensor("logits").unwrap().data()),
-            f(&theirs.tensor("logits").unwrap().data()),
+            f(ours.tensor("logits").unwrap().data()),
+            f(theirs.tensor("logits").unwrap().data()),
         );
         for (i, (x, y)) in a.iter().zip(&b).enumerate() {
             assert!(

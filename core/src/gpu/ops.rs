@@ -79,6 +79,7 @@ impl Region {
 }
 
 /// `out[region] (+)= a[region] · wᵀ (+ bias)`: a linear layer on the device.
+#[allow(clippy::too_many_arguments)]
 pub fn matmul(
     rec: &mut Recorder,
     a: &GpuBuffer,
@@ -216,7 +217,7 @@ pub fn rope(
     base: f32,
 ) {
     assert!(
-        dim % 2 == 0 && col_offset + (heads.max(1) - 1) * head_step + dim <= row_stride,
+        dim.is_multiple_of(2) && col_offset + (heads.max(1) - 1) * head_step + dim <= row_stride,
         "rope: heads do not fit the row"
     );
     let p = rec.gpu().uniform(&RopeParams {
@@ -587,7 +588,7 @@ pub fn moe_experts(
     let tiles = (s.max_rows / MOE_TILE_ROWS) as u32;
     for (first, part) in &gate_up.parts {
         assert!(
-            first % (2 * inter) == 0 && (part.len / hidden) % (2 * inter) == 0,
+            first % (2 * inter) == 0 && (part.len / hidden).is_multiple_of(2 * inter),
             "gate_up parts must hold whole experts"
         );
         let u = gpu.uniform(&params(
@@ -610,7 +611,7 @@ pub fn moe_experts(
     }
     for (first, part) in &down.parts {
         assert!(
-            first % hidden == 0 && (part.len / inter) % hidden == 0,
+            first % hidden == 0 && (part.len / inter).is_multiple_of(hidden),
             "down parts must hold whole experts"
         );
         let u = gpu.uniform(&params(first / hidden, part.len / inter / hidden));
