@@ -84,7 +84,7 @@ fn gpu_forward_with_every_weight_split_across_bindings() {
     // Lower the binding limit so that embeddings, projections and the fused experts all come
     // in several parts: the split paths must give the same logits.
     let mut gpu = Gpu::new_blocking().expect("a GPU adapter");
-    gpu.max_binding_bytes = 4096;
+    gpu.weight_part_bytes = 4096;
     for name in ["qwen2_moe_fused_f32", "deepseek_v3_experts_bf16"] {
         let dir = fixtures_dir().join(name);
         let reference = Reference::load(&dir);
@@ -105,6 +105,22 @@ fn gpu_forward_with_every_weight_split_across_bindings() {
         );
         assert!(failures.is_empty(), "{}", failures.join("\n"));
     }
+}
+
+#[test]
+fn activations_past_the_binding_limit_are_a_clear_error() {
+    let mut gpu = Gpu::new_blocking().expect("a GPU adapter");
+    gpu.max_binding_bytes = 1024;
+    let ckpt = Checkpoint::open(fixtures_dir().join("olmoe_experts_f32")).unwrap();
+    let err = GpuModel::load(&gpu, &ckpt)
+        .unwrap()
+        .forward_blocking(&[1, 2, 3, 4, 5], false)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("storage-binding limit; run fewer tokens"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -141,7 +157,7 @@ fn gpu_expert_norm_profile_equals_the_cpu_one() {
         ("qwen2_moe_experts_f32", None),
     ] {
         if let Some(l) = limit {
-            gpu.max_binding_bytes = l; // several parts per layer
+            gpu.weight_part_bytes = l; // several parts per layer
         }
         let ckpt = Checkpoint::open(fixtures_dir().join(name)).unwrap();
         let cpu = moegrow_core::analysis::expert_norm_profile(&ckpt).unwrap();

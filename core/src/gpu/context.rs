@@ -18,6 +18,9 @@ pub struct Gpu {
     /// Largest buffer we bind as one storage binding; bigger tensors are split. Equal to the
     /// device limit unless lowered (tests lower it to exercise the split path on small data).
     pub max_binding_bytes: u64,
+    /// Largest part a weight is uploaded in (at most `max_binding_bytes`). Tests lower it to
+    /// exercise the split paths on small models.
+    pub weight_part_bytes: u64,
     pipelines: Mutex<HashMap<(&'static str, &'static str), Arc<wgpu::ComputePipeline>>>,
     errors: Arc<Mutex<Vec<String>>>,
     /// A one-element buffer for bindings a dispatch does not use (WGSL has no optional ones).
@@ -77,6 +80,7 @@ impl Gpu {
             len: 1,
         };
         Ok(Gpu {
+            weight_part_bytes: max_binding_bytes,
             dummy,
             info: adapter.get_info(),
             limits,
@@ -94,6 +98,11 @@ impl Gpu {
     #[cfg(not(target_arch = "wasm32"))]
     pub fn new_blocking() -> Result<Gpu> {
         pollster::block_on(Gpu::new())
+    }
+
+    /// Bytes per weight part: the binding limit, or less when lowered.
+    pub fn part_bytes(&self) -> u64 {
+        self.weight_part_bytes.min(self.max_binding_bytes)
     }
 
     pub fn dummy(&self) -> &GpuBuffer {

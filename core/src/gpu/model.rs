@@ -73,6 +73,7 @@ pub struct GpuModel<'g> {
 }
 
 /// What a GPU forward pass returns (hidden states and router logits only when asked for).
+#[derive(Debug)]
 pub struct GpuForward {
     pub logits: Mat,
     pub hidden_states: Vec<Mat>,
@@ -224,6 +225,24 @@ impl<'g> GpuModel<'g> {
             return Err(Error::Invalid(format!(
                 "token id {tok} at position {pos} is outside the vocabulary (size {})",
                 cfg.vocab_size
+            )));
+        }
+        // Activations are bound whole; say so clearly rather than fail device validation.
+        let moe_rows = t * cfg.moe.top_k + cfg.moe.num_experts * (MOE_TILE_ROWS - 1);
+        let largest = [
+            t * cfg.vocab_size,
+            moe_rows * cfg.moe.intermediate.max(h),
+            t * cfg.num_heads * cfg.head_dim.max(1) * 2,
+        ]
+        .into_iter()
+        .max()
+        .unwrap_or(0) as u64
+            * 4;
+        if largest > gpu.max_binding_bytes {
+            return Err(Error::Invalid(format!(
+                "{t} tokens need a {:.0} MB activation buffer, above this device's {:.0} MB storage-binding limit; run fewer tokens at once",
+                largest as f64 / 1e6,
+                gpu.max_binding_bytes as f64 / 1e6
             )));
         }
         let mut rec = gpu.encoder();

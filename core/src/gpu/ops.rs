@@ -24,7 +24,7 @@ impl GpuMatrix {
             rows * cols,
             data.len()
         );
-        let max_rows = ((gpu.max_binding_bytes / 4) as usize / cols.max(1)).max(1);
+        let max_rows = ((gpu.part_bytes() / 4) as usize / cols.max(1)).max(1);
         let mut parts = Vec::new();
         let mut first = 0;
         while first < rows || parts.is_empty() {
@@ -654,7 +654,7 @@ pub fn upload_experts(
 ) -> GpuMatrix {
     let per_expert = (rows_per_expert * cols * 4) as u64;
     let experts_per_part =
-        ((gpu.max_binding_bytes / per_expert.max(1)) as usize).clamp(1, experts.max(1));
+        ((gpu.part_bytes() / per_expert.max(1)) as usize).clamp(1, experts.max(1));
     let mut parts = Vec::new();
     let mut e = 0;
     while e < experts {

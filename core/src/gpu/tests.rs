@@ -81,7 +81,7 @@ fn matmul_matches_cpu_on_odd_shapes_with_bias_strides_and_accumulation() {
 #[test]
 fn weights_past_the_binding_limit_are_split_and_still_exact() {
     let mut g = Gpu::new_blocking().unwrap();
-    g.max_binding_bytes = 7 * 19 * 4; // 7 rows of 19 per binding
+    g.weight_part_bytes = 7 * 19 * 4; // 7 rows of 19 per binding
     let (m, k, n) = (9, 19, 30);
     let (a, w, b) = (random(m * k, 1), random(n * k, 2), random(n, 3));
     let gw = GpuMatrix::upload(&g, n, k, &w);
@@ -390,7 +390,7 @@ fn grouped_moe_dispatch_matches_per_token_experts() {
         let mut owned = None;
         let g: &Gpu = if split {
             let mut g = Gpu::new_blocking().unwrap();
-            g.max_binding_bytes = (3 * 2 * inter * hidden * 4) as u64; // three experts per part
+            g.weight_part_bytes = (3 * 2 * inter * hidden * 4) as u64; // three experts per part
             &*owned.insert(g)
         } else {
             gpu()
