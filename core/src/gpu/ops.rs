@@ -378,16 +378,17 @@ pub fn copy_cols(
 }
 
 pub fn clamp_abs(rec: &mut Recorder, x: &GpuBuffer, n: usize, limit: f32) {
-    let dummy = rec.gpu().dummy();
-    ew(
-        rec,
+    // The only kernel here without an input: binding 1 is left out of its layout.
+    let u = rec.gpu().uniform(&EwParams {
+        n: n as u32,
+        f: limit,
+        ..Default::default()
+    });
+    rec.dispatch(
+        shaders::ELEMENTWISE,
         "clamp_abs",
-        EwParams {
-            n: n as u32,
-            f: limit,
-            ..Default::default()
-        },
-        &[dummy, x],
+        &[Bind::Uniform(&u), Bind::Skip, Bind::Storage(x)],
+        grid(n, 64),
     );
 }
 
