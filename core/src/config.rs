@@ -102,6 +102,17 @@ pub struct RouterConfig {
 }
 
 impl RouterConfig {
+    /// Softmax over all experts, then top-k (Mixtral, Qwen, OLMoE).
+    pub fn softmax(normalize: bool) -> RouterConfig {
+        RouterConfig {
+            scoring: Scoring::Softmax,
+            normalize,
+            routed_scaling_factor: 1.0,
+            group_limit: None,
+            correction_bias: false,
+        }
+    }
+
     /// The routing formula in words, for `inspect`.
     pub fn describe(&self, top_k: usize) -> String {
         let mut s = match self.scoring {

@@ -2,6 +2,7 @@
 
 mod cmd;
 mod device;
+mod fmt;
 mod plot;
 mod progress;
 

@@ -12,7 +12,7 @@
 //!
 //! Reference: transformers `models/deepseek_v2/modeling_deepseek_v2.py`, `models/deepseek_v3/…`.
 
-use super::{Common, Family, NameScheme};
+use super::{Common, Family, NameScheme, Specific};
 use crate::config::*;
 use crate::error::{Error, Result};
 
@@ -74,55 +74,53 @@ pub(crate) fn parse_config(raw: RawConfig, v3: bool) -> Result<ModelConfig> {
         },
         bias: raw.bool_or("attention_bias", false)?,
     };
-    Ok(ModelConfig {
-        family: if v3 {
+    let layers = c.num_layers;
+    let head_dim = mla.qk_head_dim();
+    let mut cfg = c.finish(
+        if v3 {
             Family::DeepseekV3
         } else {
             Family::DeepseekV2
         },
-        vocab_size: c.vocab_size,
-        hidden_size: c.hidden_size,
-        num_layers: c.num_layers,
-        num_heads: c.num_heads,
-        num_kv_heads: c.num_kv_heads,
-        head_dim: mla.qk_head_dim(),
-        rms_norm_eps: c.rms_norm_eps,
-        rope_theta: c.rope_theta,
-        tie_word_embeddings: c.tie_word_embeddings,
-        attention: Attention::Mla(mla),
-        mlp: (0..c.num_layers)
-            .map(|i| {
-                if i >= first_dense {
-                    MlpKind::Moe
-                } else {
-                    MlpKind::Dense
-                }
-            })
-            .collect(),
-        dense_intermediate: raw.usize("intermediate_size")?,
-        moe: MoeConfig {
-            num_experts,
-            top_k: raw.usize("num_experts_per_tok")?,
-            intermediate: moe_intermediate,
-            router: RouterConfig {
-                scoring: if v3 {
-                    Scoring::Sigmoid
-                } else {
-                    Scoring::Softmax
+        raw,
+        Specific {
+            attention: Attention::Mla(mla),
+            mlp: (0..layers)
+                .map(|i| {
+                    if i >= first_dense {
+                        MlpKind::Moe
+                    } else {
+                        MlpKind::Dense
+                    }
+                })
+                .collect(),
+            dense_intermediate: raw.usize("intermediate_size")?,
+            moe: MoeConfig {
+                num_experts,
+                top_k: raw.usize("num_experts_per_tok")?,
+                intermediate: moe_intermediate,
+                router: RouterConfig {
+                    scoring: if v3 {
+                        Scoring::Sigmoid
+                    } else {
+                        Scoring::Softmax
+                    },
+                    normalize: v3 && raw.bool_or("norm_topk_prob", false)?,
+                    routed_scaling_factor: raw.f32_or("routed_scaling_factor", 1.0)?,
+                    group_limit,
+                    correction_bias: v3,
                 },
-                normalize: v3 && raw.bool_or("norm_topk_prob", false)?,
-                routed_scaling_factor: raw.f32_or("routed_scaling_factor", 1.0)?,
-                group_limit,
-                correction_bias: v3,
+                // transformers always builds the shared MLP; with n_shared_experts = 0 it has
+                // intermediate size 0 and contributes nothing, but its (empty) tensors exist.
+                shared: Some(SharedExperts {
+                    intermediate: moe_intermediate * n_shared,
+                    gated: false,
+                }),
             },
-            // transformers always builds the shared MLP; with n_shared_experts = 0 it has
-            // intermediate size 0 and contributes nothing, but its (empty) tensors exist.
-            shared: Some(SharedExperts {
-                intermediate: moe_intermediate * n_shared,
-                gated: false,
-            }),
+            sliding_window: vec![None; layers],
         },
-        sliding_window: vec![None; c.num_layers],
-        raw: raw.0.clone(),
-    })
+    );
+    // MLA has no single head size; `head_dim` records the q/k head size for reporting.
+    cfg.head_dim = head_dim;
+    Ok(cfg)
 }

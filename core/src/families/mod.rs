@@ -191,7 +191,37 @@ pub(crate) struct Common {
     pub tie_word_embeddings: bool,
 }
 
+/// The parts of a config that differ between families, completed by [`Common::finish`].
+pub(crate) struct Specific {
+    pub attention: crate::config::Attention,
+    pub mlp: Vec<crate::config::MlpKind>,
+    pub dense_intermediate: usize,
+    pub moe: crate::config::MoeConfig,
+    pub sliding_window: Vec<Option<usize>>,
+}
+
 impl Common {
+    pub fn finish(self, family: Family, raw: RawConfig, s: Specific) -> ModelConfig {
+        ModelConfig {
+            family,
+            vocab_size: self.vocab_size,
+            hidden_size: self.hidden_size,
+            num_layers: self.num_layers,
+            num_heads: self.num_heads,
+            num_kv_heads: self.num_kv_heads,
+            head_dim: self.head_dim,
+            rms_norm_eps: self.rms_norm_eps,
+            rope_theta: self.rope_theta,
+            tie_word_embeddings: self.tie_word_embeddings,
+            attention: s.attention,
+            mlp: s.mlp,
+            dense_intermediate: s.dense_intermediate,
+            moe: s.moe,
+            sliding_window: s.sliding_window,
+            raw: raw.0.clone(),
+        }
+    }
+
     pub fn parse(raw: RawConfig, eps_default: f32) -> Result<Common> {
         let hidden_size = raw.usize("hidden_size")?;
         let num_heads = raw.usize("num_attention_heads")?;

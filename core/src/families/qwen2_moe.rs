@@ -4,7 +4,7 @@
 //! sliding-window layers listed in `layer_types`.
 //! Reference: transformers `models/qwen2_moe/modeling_qwen2_moe.py`.
 
-use super::{Common, Family, NameScheme};
+use super::{Common, Family, NameScheme, Specific};
 use crate::config::*;
 use crate::error::{Error, Result};
 use serde_json::Value;
@@ -21,44 +21,32 @@ pub(crate) fn parse_config(raw: RawConfig) -> Result<ModelConfig> {
     let shared = raw
         .opt_usize("shared_expert_intermediate_size")?
         .filter(|s| *s > 0);
-    Ok(ModelConfig {
-        family: Family::Qwen2Moe,
-        vocab_size: c.vocab_size,
-        hidden_size: c.hidden_size,
-        num_layers: c.num_layers,
-        num_heads: c.num_heads,
-        num_kv_heads: c.num_kv_heads,
-        head_dim: c.head_dim,
-        rms_norm_eps: c.rms_norm_eps,
-        rope_theta: c.rope_theta,
-        tie_word_embeddings: c.tie_word_embeddings,
-        attention: Attention::Standard {
-            qkv_bias: raw.bool_or("qkv_bias", true)?,
-            o_bias: false,
-            qk_norm: QkNorm::None,
-            clip_qkv: None,
-        },
-        mlp: super::qwen_layer_kinds(raw, c.num_layers, num_experts)?,
-        dense_intermediate: raw.opt_usize("intermediate_size")?.unwrap_or(0),
-        moe: MoeConfig {
-            num_experts,
-            top_k: raw.usize("num_experts_per_tok")?,
-            intermediate: raw.usize("moe_intermediate_size")?,
-            router: RouterConfig {
-                scoring: Scoring::Softmax,
-                normalize: raw.bool_or("norm_topk_prob", false)?,
-                routed_scaling_factor: 1.0,
-                group_limit: None,
-                correction_bias: false,
+    let layers = c.num_layers;
+    Ok(c.finish(
+        Family::Qwen2Moe,
+        raw,
+        Specific {
+            attention: Attention::Standard {
+                qkv_bias: raw.bool_or("qkv_bias", true)?,
+                o_bias: false,
+                qk_norm: QkNorm::None,
+                clip_qkv: None,
             },
-            shared: shared.map(|intermediate| SharedExperts {
-                intermediate,
-                gated: true,
-            }),
+            mlp: super::qwen_layer_kinds(raw, layers, num_experts)?,
+            dense_intermediate: raw.opt_usize("intermediate_size")?.unwrap_or(0),
+            moe: MoeConfig {
+                num_experts,
+                top_k: raw.usize("num_experts_per_tok")?,
+                intermediate: raw.usize("moe_intermediate_size")?,
+                router: RouterConfig::softmax(raw.bool_or("norm_topk_prob", false)?),
+                shared: shared.map(|intermediate| SharedExperts {
+                    intermediate,
+                    gated: true,
+                }),
+            },
+            sliding_window: windows(raw, layers)?,
         },
-        sliding_window: windows(raw, c.num_layers)?,
-        raw: raw.0.clone(),
-    })
+    ))
 }
 
 /// Sliding-window layers: `layer_types` when present (transformers 5 writes it), else the

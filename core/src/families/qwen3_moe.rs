@@ -5,7 +5,7 @@
 //! This is also the layout `moegrow init` writes: the paper's architecture choices.
 //! Reference: transformers `models/qwen3_moe/modeling_qwen3_moe.py`.
 
-use super::{Common, Family, NameScheme};
+use super::{Common, Family, NameScheme, Specific};
 use crate::config::*;
 use crate::error::Result;
 
@@ -18,39 +18,28 @@ pub(crate) const NAMES: NameScheme = NameScheme {
 pub(crate) fn parse_config(raw: RawConfig) -> Result<ModelConfig> {
     let c = Common::parse(raw, 1e-6)?;
     let num_experts = raw.usize_any(&["num_experts", "num_local_experts"])?;
-    Ok(ModelConfig {
-        family: Family::Qwen3Moe,
-        vocab_size: c.vocab_size,
-        hidden_size: c.hidden_size,
-        num_layers: c.num_layers,
-        num_heads: c.num_heads,
-        num_kv_heads: c.num_kv_heads,
-        head_dim: c.head_dim,
-        rms_norm_eps: c.rms_norm_eps,
-        rope_theta: c.rope_theta,
-        tie_word_embeddings: c.tie_word_embeddings,
-        attention: Attention::Standard {
-            qkv_bias: raw.bool_or("attention_bias", false)?,
-            o_bias: raw.bool_or("attention_bias", false)?,
-            qk_norm: QkNorm::PerHead,
-            clip_qkv: None,
-        },
-        mlp: super::qwen_layer_kinds(raw, c.num_layers, num_experts)?,
-        dense_intermediate: raw.opt_usize("intermediate_size")?.unwrap_or(0),
-        moe: MoeConfig {
-            num_experts,
-            top_k: raw.usize("num_experts_per_tok")?,
-            intermediate: raw.usize("moe_intermediate_size")?,
-            router: RouterConfig {
-                scoring: Scoring::Softmax,
-                normalize: raw.bool_or("norm_topk_prob", false)?,
-                routed_scaling_factor: 1.0,
-                group_limit: None,
-                correction_bias: false,
+    let bias = raw.bool_or("attention_bias", false)?;
+    let layers = c.num_layers;
+    Ok(c.finish(
+        Family::Qwen3Moe,
+        raw,
+        Specific {
+            attention: Attention::Standard {
+                qkv_bias: bias,
+                o_bias: bias,
+                qk_norm: QkNorm::PerHead,
+                clip_qkv: None,
             },
-            shared: None,
+            mlp: super::qwen_layer_kinds(raw, layers, num_experts)?,
+            dense_intermediate: raw.opt_usize("intermediate_size")?.unwrap_or(0),
+            moe: MoeConfig {
+                num_experts,
+                top_k: raw.usize("num_experts_per_tok")?,
+                intermediate: raw.usize("moe_intermediate_size")?,
+                router: RouterConfig::softmax(raw.bool_or("norm_topk_prob", false)?),
+                shared: None,
+            },
+            sliding_window: super::uniform_window(raw, layers, Some("use_sliding_window"))?,
         },
-        sliding_window: super::uniform_window(raw, c.num_layers, Some("use_sliding_window"))?,
-        raw: raw.0.clone(),
-    })
+    ))
 }

@@ -676,11 +676,11 @@ pub fn upload_experts(
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
-struct ReduceParams {
-    n: u32,
-    bins: u32,
-    lo: f32,
-    hi: f32,
+pub(crate) struct ReduceParams {
+    pub n: u32,
+    pub bins: u32,
+    pub lo: f32,
+    pub hi: f32,
 }
 
 /// Σx and Σx² of a buffer's first `n` values (two passes on the device, one readback).

@@ -2,20 +2,11 @@
 //! metric) with every layer's experts reduced on the device and one readback for the model.
 
 use super::context::{grid, Bind, Gpu, GpuBuffer};
-use super::ops::GpuMatrix;
+use super::ops::{GpuMatrix, ReduceParams as Params};
 use super::shaders;
 use crate::checkpoint::Checkpoint;
 use crate::error::Result;
 use crate::roles::Proj;
-
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    n: u32,
-    bins: u32,
-    lo: f32,
-    hi: f32,
-}
 
 /// Same numbers as [`crate::analysis::expert_norm_profile`], computed on the device.
 pub async fn expert_norm_profile(gpu: &Gpu, ckpt: &Checkpoint) -> Result<Vec<Option<f64>>> {

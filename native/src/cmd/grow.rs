@@ -1,3 +1,4 @@
+use crate::fmt::human;
 use crate::progress::bytes_bar;
 use anyhow::{bail, Context};
 use moegrow_core::analysis::{param_counts_for, ParamCounts};
@@ -138,16 +139,6 @@ pub fn plan(a: &Args) -> anyhow::Result<GrowthPlan> {
         steps,
         seed: a.seed,
     })
-}
-
-fn human(n: u64) -> String {
-    let n = n as f64;
-    match n {
-        _ if n >= 1e9 => format!("{:.2}B", n / 1e9),
-        _ if n >= 1e6 => format!("{:.2}M", n / 1e6),
-        _ if n >= 1e3 => format!("{:.1}K", n / 1e3),
-        _ => format!("{n}"),
-    }
 }
 
 fn print_counts(label: &str, p: &ParamCounts) {

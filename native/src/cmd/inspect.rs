@@ -1,3 +1,4 @@
+use crate::fmt::human;
 use moegrow_core::analysis::{bytes_by_dtype, expert_norm_profile, param_counts};
 use moegrow_core::config::{Attention, QkNorm};
 use moegrow_core::Checkpoint;
@@ -27,16 +28,6 @@ pub fn norm_profile(
         Some(g) => moegrow_core::gpu::stats::expert_norm_profile_blocking(g, ckpt)?,
         None => expert_norm_profile(ckpt)?,
     })
-}
-
-fn human(n: u64) -> String {
-    let n = n as f64;
-    match n {
-        _ if n >= 1e9 => format!("{:.2}B", n / 1e9),
-        _ if n >= 1e6 => format!("{:.2}M", n / 1e6),
-        _ if n >= 1e3 => format!("{:.1}K", n / 1e3),
-        _ => format!("{n}"),
-    }
 }
 
 fn attention_words(c: &moegrow_core::ModelConfig) -> String {
