@@ -202,3 +202,33 @@ fn hub_style_config_spellings_parse_the_same() {
     assert!(b.raw.contains_key("rope_theta") && b.raw.contains_key("num_experts"));
     assert!(a.raw.contains_key("rope_parameters") && a.raw.contains_key("num_local_experts"));
 }
+
+/// `tests/fixtures/check_moegrow_writes.sh` wrote every fixture back with `moegrow convert` (same
+/// layout, the other layout, f32→bf16) and loaded each in transformers; its record must cover
+/// every fixture and show identical logits.
+#[test]
+fn transformers_loaded_every_checkpoint_moegrow_wrote() {
+    let report: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixtures_dir().join("transformers_loads_moegrow.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(report["all_ok"], true);
+    let checks = report["checks"].as_object().unwrap();
+    for dir in fixture_checkpoints() {
+        let name = dir.file_name().unwrap().to_string_lossy().to_string();
+        let other = if name.contains("_fused_") {
+            "per-expert"
+        } else {
+            "fused"
+        };
+        for variant in ["same", other] {
+            let c = &checks[&format!("{name}.{variant}")];
+            assert_eq!(c["loaded"], true, "{name}.{variant}");
+            assert!(
+                c["max_abs_logit_diff"].as_f64().unwrap() <= 1e-4,
+                "{name}.{variant}: {c}"
+            );
+        }
+    }
+    assert_eq!(report["init_tiny"]["loaded"], true);
+}
