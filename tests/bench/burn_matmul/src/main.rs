@@ -11,6 +11,9 @@
 //! - `pretransposed`: wᵀ transposed once on the host and uploaded as a contiguous [k, n]
 //!   tensor outside the timed region, `a.matmul(wt)` inside it.
 //!
+//! Each shape also checks that burn and moegrow agree, and reports both sides' largest error
+//! against an f64 CPU reference (every 16th row).
+//!
 //! Usage: `moegrow-bench-burn-matmul [--runs N] [--warmup N] [--json FILE]`.
 //! Kept out of the main workspace (its own `[workspace]`) so that CI never builds burn.
 
@@ -108,6 +111,20 @@ fn max_diff(x: &[f32], y: &[f32]) -> (f32, f32) {
     })
 }
 
+/// Largest |out − a·wᵀ| against an f64 CPU reference, on every 16th row of out[m, n].
+fn max_err_f64(out: &[f32], a: &[f32], w: &[f32], m: usize, k: usize, n: usize) -> f64 {
+    let mut err = 0.0f64;
+    for i in (0..m).step_by(16) {
+        for j in 0..n {
+            let exact: f64 = (0..k)
+                .map(|p| a[i * k + p] as f64 * w[j * k + p] as f64)
+                .sum();
+            err = err.max((out[i * n + j] as f64 - exact).abs());
+        }
+    }
+    err
+}
+
 struct Args {
     runs: usize,
     warmup: usize,
@@ -200,8 +217,8 @@ fn main() -> Result<()> {
                 wt[c * n + r] = v;
             }
         }
-        let ba = Tensor::<2>::from_data(TensorData::new(a, [m, k]), opts);
-        let bw = Tensor::<2>::from_data(TensorData::new(w, [n, k]), opts);
+        let ba = Tensor::<2>::from_data(TensorData::new(a.clone(), [m, k]), opts);
+        let bw = Tensor::<2>::from_data(TensorData::new(w.clone(), [n, k]), opts);
         let bwt = Tensor::<2>::from_data(TensorData::new(wt, [k, n]), opts);
         device.sync().map_err(|e| anyhow!("burn upload: {e}"))?;
 
@@ -232,8 +249,11 @@ fn main() -> Result<()> {
             "burn_pretransposed_gflops": flops / pre_s / 1e9,
             "moegrow_ms": moegrow_s * 1e3,
             "burn_ms": burn_s * 1e3,
-            "max_abs_diff_vs_moegrow": view_diff.max(pre_diff),
+            "max_abs_diff_burn_vs_moegrow": view_diff.max(pre_diff),
             "max_abs_value": scale,
+            "moegrow_max_abs_err_vs_f64": max_err_f64(&moegrow_out, &a, &w, m, k, n),
+            "burn_max_abs_err_vs_f64": max_err_f64(&view_out, &a, &w, m, k, n)
+                .max(max_err_f64(&pre_out, &a, &w, m, k, n)),
         });
         println!("{row}");
         if view_diff.max(pre_diff) > 1e-3 * scale.max(1.0) {
