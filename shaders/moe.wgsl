@@ -233,3 +233,115 @@ fn combine(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
     }
     out[i] = out[i] + acc;
 }
+
+// vec4 variants of gate_up and down for 16-byte-aligned sizes (hidden and inter multiples of
+// 4): no workgroup memory; an 8×8 workgroup covers one 32-row tile × 32 columns, each
+// invocation 4 rows × 4 columns, reading its rows and weight rows as vec4 along k.
+@group(0) @binding(1) var<storage, read> x4: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read> w4: array<vec4<f32>>;
+
+@compute @workgroup_size(8, 8)
+fn gate_up_vec4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let ge = te[wid.y];
+    if (ge == NONE || ge < p.e_first || ge >= p.e_first + p.e_count) {
+        return;
+    }
+    let e = ge - p.e_first;
+    let col0 = (wid.x * 8u + lid.x) * 4u;
+    if (col0 >= p.inter) {
+        return;
+    }
+    let row0 = wid.y * TILE + lid.y * 4u;
+    let h4 = p.hidden / 4u;
+    let ebase = e * 2u * p.inter * h4;
+    var xr: array<u32, 4>;
+    var live: array<bool, 4>;
+    for (var i = 0u; i < 4u; i++) {
+        let slot = rs[row0 + i];
+        live[i] = slot != NONE;
+        xr[i] = select(0u, (slot / p.top_k) * h4, live[i]);
+    }
+    var gr: array<u32, 4>;
+    var ur: array<u32, 4>;
+    for (var j = 0u; j < 4u; j++) {
+        let c = min(col0 + j, p.inter - 1u);
+        gr[j] = ebase + c * h4;
+        ur[j] = ebase + (p.inter + c) * h4;
+    }
+    var g: array<vec4<f32>, 4>;
+    var u: array<vec4<f32>, 4>;
+    for (var i = 0u; i < 4u; i++) {
+        g[i] = vec4<f32>(0.0);
+        u[i] = vec4<f32>(0.0);
+    }
+    for (var kk = 0u; kk < h4; kk++) {
+        let g0 = w4[gr[0] + kk];
+        let g1 = w4[gr[1] + kk];
+        let g2 = w4[gr[2] + kk];
+        let g3 = w4[gr[3] + kk];
+        let u0 = w4[ur[0] + kk];
+        let u1 = w4[ur[1] + kk];
+        let u2 = w4[ur[2] + kk];
+        let u3 = w4[ur[3] + kk];
+        for (var i = 0u; i < 4u; i++) {
+            let xv = x4[xr[i] + kk];
+            g[i] += vec4<f32>(dot(xv, g0), dot(xv, g1), dot(xv, g2), dot(xv, g3));
+            u[i] += vec4<f32>(dot(xv, u0), dot(xv, u1), dot(xv, u2), dot(xv, u3));
+        }
+    }
+    for (var i = 0u; i < 4u; i++) {
+        for (var j = 0u; j < 4u; j++) {
+            let col = col0 + j;
+            if (col < p.inter) {
+                var v = 0.0;
+                if (live[i]) {
+                    let gv = g[i][j];
+                    v = gv / (1.0 + exp(-gv)) * u[i][j];
+                }
+                y[(row0 + i) * p.inter + col] = v;
+            }
+        }
+    }
+}
+
+@compute @workgroup_size(8, 8)
+fn down_vec4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let ge = te[wid.y];
+    if (ge == NONE || ge < p.e_first || ge >= p.e_first + p.e_count) {
+        return;
+    }
+    let e = ge - p.e_first;
+    let col0 = (wid.x * 8u + lid.x) * 4u;
+    if (col0 >= p.hidden) {
+        return;
+    }
+    let row0 = wid.y * TILE + lid.y * 4u;
+    let i4 = p.inter / 4u;
+    let ebase = e * p.hidden * i4;
+    var wr: array<u32, 4>;
+    for (var j = 0u; j < 4u; j++) {
+        wr[j] = ebase + min(col0 + j, p.hidden - 1u) * i4;
+    }
+    var acc: array<vec4<f32>, 4>;
+    for (var i = 0u; i < 4u; i++) {
+        acc[i] = vec4<f32>(0.0);
+    }
+    for (var kk = 0u; kk < i4; kk++) {
+        let w0 = w4[wr[0] + kk];
+        let w1 = w4[wr[1] + kk];
+        let w2 = w4[wr[2] + kk];
+        let w3 = w4[wr[3] + kk];
+        for (var i = 0u; i < 4u; i++) {
+            let hv = x4[(row0 + i) * i4 + kk];
+            acc[i] += vec4<f32>(dot(hv, w0), dot(hv, w1), dot(hv, w2), dot(hv, w3));
+        }
+    }
+    for (var i = 0u; i < 4u; i++) {
+        for (var j = 0u; j < 4u; j++) {
+            let col = col0 + j;
+            if (col < p.hidden) {
+                y[(row0 + i) * p.hidden + col] = acc[i][j];
+            }
+        }
+    }
+}

@@ -179,7 +179,7 @@ impl Gpu {
     pub fn zeros(&self, len: usize) -> GpuBuffer {
         let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: None,
-            size: (len.max(1) * 4) as u64,
+            size: (len.max(1).next_multiple_of(4) * 4) as u64,
             usage: wgpu::BufferUsages::STORAGE
                 | wgpu::BufferUsages::COPY_SRC
                 | wgpu::BufferUsages::COPY_DST,

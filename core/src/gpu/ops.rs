@@ -129,10 +129,22 @@ pub fn matmul(
             out_stride: or.stride as u32,
             flags: (bias.is_some() as u32) | ((accumulate as u32) << 1),
         });
-        let groups = (n.div_ceil(64) as u32, ar.rows.div_ceil(64) as u32, 1);
+        // 16-byte-aligned operands take the vec4 kernel; anything else the tiled scalar one.
+        let aligned = ar.cols % 4 == 0 && ar.stride % 4 == 0 && ar.offset % 4 == 0;
+        let (entry, groups) = if aligned {
+            (
+                "matmul_vec4",
+                (n.div_ceil(32) as u32, ar.rows.div_ceil(32) as u32, 1),
+            )
+        } else {
+            (
+                "matmul",
+                (n.div_ceil(64) as u32, ar.rows.div_ceil(64) as u32, 1),
+            )
+        };
         rec.dispatch(
             shaders::MATMUL,
-            "matmul",
+            entry,
             &[
                 Bind::Uniform(&p),
                 Bind::Storage(a),
@@ -587,6 +599,8 @@ pub fn moe_experts(
         (1, 1, 1),
     );
     let tiles = (s.max_rows / MOE_TILE_ROWS) as u32;
+    // 16-byte-aligned sizes take the vec4 kernels.
+    let vec4 = hidden % 4 == 0 && inter % 4 == 0;
     for (first, part) in &gate_up.parts {
         assert!(
             first % (2 * inter) == 0 && (part.len / hidden).is_multiple_of(2 * inter),
@@ -598,7 +612,7 @@ pub fn moe_experts(
         ));
         rec.dispatch(
             shaders::MOE,
-            "gate_up",
+            if vec4 { "gate_up_vec4" } else { "gate_up" },
             &[
                 Bind::Uniform(&u),
                 Bind::Storage(x),
@@ -607,7 +621,15 @@ pub fn moe_experts(
                 Bind::Storage(part),
                 Bind::Storage(&s.h),
             ],
-            (inter.div_ceil(64) as u32, tiles, 1),
+            (
+                if vec4 {
+                    inter.div_ceil(32)
+                } else {
+                    inter.div_ceil(64)
+                } as u32,
+                tiles,
+                1,
+            ),
         );
     }
     for (first, part) in &down.parts {
@@ -618,7 +640,7 @@ pub fn moe_experts(
         let u = gpu.uniform(&params(first / hidden, part.len / inter / hidden));
         rec.dispatch(
             shaders::MOE,
-            "down",
+            if vec4 { "down_vec4" } else { "down" },
             &[
                 Bind::Uniform(&u),
                 Bind::Storage(&s.h),
@@ -627,7 +649,15 @@ pub fn moe_experts(
                 Bind::Storage(part),
                 Bind::Storage(&s.rows_out),
             ],
-            (hidden.div_ceil(64) as u32, tiles, 1),
+            (
+                if vec4 {
+                    hidden.div_ceil(32)
+                } else {
+                    hidden.div_ceil(64)
+                } as u32,
+                tiles,
+                1,
+            ),
         );
     }
     let u = gpu.uniform(&params(0, experts));

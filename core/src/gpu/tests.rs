@@ -40,11 +40,21 @@ fn read(buf: &super::GpuBuffer) -> Vec<f32> {
 #[test]
 fn matmul_matches_cpu_on_odd_shapes_with_bias_strides_and_accumulation() {
     let g = gpu();
-    for (i, &(m, k, n)) in [(1, 1, 1), (5, 7, 3), (33, 17, 40), (64, 130, 257)]
-        .iter()
-        .enumerate()
-    {
-        let a = random(m * (k + 3), 10 + i as u64); // strided: k columns of k + 3
+    // (m, k, n, extra columns of a, offset of a): offsets and strides that are multiples of 4
+    // take the vec4 kernel, the others the tiled scalar kernel.
+    let cases = [
+        (1, 1, 1, 3, 2),
+        (5, 7, 3, 3, 2),
+        (33, 17, 40, 3, 2),
+        (64, 130, 257, 3, 2),
+        (1, 4, 1, 0, 0),
+        (5, 8, 3, 4, 4),
+        (33, 64, 41, 0, 0),
+        (70, 132, 257, 4, 8),
+    ];
+    for (i, &(m, k, n, extra, off)) in cases.iter().enumerate() {
+        let stride = k + extra;
+        let a = random(m * stride + off, 10 + i as u64);
         let w = random(n * k, 20 + i as u64);
         let b = random(n, 30 + i as u64);
         let init = random(m * (n + 2), 40 + i as u64);
@@ -58,7 +68,12 @@ fn matmul_matches_cpu_on_odd_shapes_with_bias_strides_and_accumulation() {
         matmul(
             &mut rec,
             &ga,
-            Region::cols(m, k + 3, 2, k),
+            Region {
+                offset: off,
+                rows: m,
+                cols: k,
+                stride,
+            },
             &gw,
             Some(&gb),
             &out,
@@ -70,11 +85,16 @@ fn matmul_matches_cpu_on_odd_shapes_with_bias_strides_and_accumulation() {
         let mut want = init.clone();
         for r in 0..m {
             for c in 0..n {
-                let dot: f32 = (0..k).map(|j| a[r * (k + 3) + 2 + j] * w[c * k + j]).sum();
+                let dot: f32 = (0..k).map(|j| a[off + r * stride + j] * w[c * k + j]).sum();
                 want[r * (n + 2) + 1 + c] += dot + b[c];
             }
         }
-        assert_close(&format!("matmul {m}x{k}x{n}"), &got, &want, 1e-5);
+        assert_close(
+            &format!("matmul {m}x{k}x{n} (stride {stride}, offset {off})"),
+            &got,
+            &want,
+            1e-5,
+        );
     }
 }
 
