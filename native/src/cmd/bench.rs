@@ -96,7 +96,9 @@ fn plain_copy(src: &Path, dst: &Path) -> anyhow::Result<u64> {
             let mut r = std::fs::File::open(&p)?;
             let mut w = std::io::BufWriter::with_capacity(
                 8 << 20,
-                std::fs::File::create(dst.join(p.file_name().unwrap()))?,
+                std::fs::File::create(
+                    dst.join(p.file_name().context("shard without a file name")?),
+                )?,
             );
             total += std::io::copy(&mut r, &mut w)?;
             w.into_inner().map_err(|e| e.into_error())?.sync_all()?;
@@ -191,10 +193,10 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         let _ = std::fs::remove_dir_all(&out);
         let t = Instant::now();
         let status = Command::new(&exe)
+            .arg("grow")
+            .arg(&src)
+            .arg(&out)
             .args([
-                "grow",
-                src.to_str().unwrap(),
-                out.to_str().unwrap(),
                 "--depth",
                 "2",
                 "--experts",
