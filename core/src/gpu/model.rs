@@ -359,7 +359,7 @@ impl<'g> GpuModel<'g> {
         normed: &GpuBuffer,
         x: &GpuBuffer,
         t: usize,
-        _layer: usize,
+        layer: usize,
     ) {
         let (gpu, cfg) = (self.gpu, &self.config);
         let h = cfg.hidden_size;
@@ -435,7 +435,7 @@ impl<'g> GpuModel<'g> {
                     k_head_step: hd as u32,
                     v_head_step: hd as u32,
                     v_offset: 0,
-                    window: cfg.sliding_window[_layer].unwrap_or(0) as u32,
+                    window: cfg.sliding_window[layer].unwrap_or(0) as u32,
                     scale: (hd as f32).powf(-0.5),
                     _pad: 0,
                 };

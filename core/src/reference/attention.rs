@@ -114,9 +114,10 @@ impl StandardAttention {
         let mut k = linear_bias(x, &self.k, self.k_bias.as_deref(), nkv * hd);
         let mut v = linear_bias(x, &self.v, self.v_bias.as_deref(), nkv * hd);
         if let (Some(qn), Some(kn)) = (&self.q_norm, &self.k_norm) {
-            // Full width: one norm over the whole projection. Per head: the weight has
-            // head_dim entries, so `rms_norm` normalises each head's slice on its own.
-            let _ = self.qk_norm;
+            // Full width (OLMoE): the weight spans the whole projection, one norm per row. Per
+            // head (Qwen3): the weight has head_dim entries, so `rms_norm` normalises each head's
+            // slice on its own. The weight's length alone selects the right grouping.
+            debug_assert!(self.qk_norm != QkNorm::None);
             rms_norm(&mut q.data, qn, self.eps);
             rms_norm(&mut k.data, kn, self.eps);
         }
