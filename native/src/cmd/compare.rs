@@ -15,22 +15,49 @@ pub struct Args {
     pub device: crate::device::Device,
 }
 
-/// The largest jump between neighbouring layers, relative to the median jump: stacking's seam
-/// stands out as a large ratio, interposition stays near the base's.
+/// The largest jump between neighbouring layers as a share of the profile's range (max − min).
+/// A rising profile grown by stacking jumps from its top back to its bottom at the seam (close
+/// to 1.0); interposition only ever steps between neighbouring base layers (about 1/(n−1) for
+/// a steady rise). Relative to the range rather than to a typical jump, because interposed
+/// copies make half the jumps exactly zero.
 pub fn seam_ratio(profile: &[Option<f64>]) -> Option<f64> {
     let v: Vec<f64> = profile.iter().flatten().cloned().collect();
-    let mut jumps: Vec<f64> = v.windows(2).map(|w| (w[1] - w[0]).abs()).collect();
-    if jumps.is_empty() {
+    if v.len() < 2 {
         return None;
     }
-    let max = jumps.iter().cloned().fold(0.0, f64::max);
-    jumps.sort_by(f64::total_cmp);
-    let median = jumps[jumps.len() / 2];
-    Some(if median > 0.0 {
-        max / median
-    } else {
-        f64::INFINITY
-    })
+    let max_jump = v
+        .windows(2)
+        .map(|w| (w[1] - w[0]).abs())
+        .fold(0.0, f64::max);
+    let (lo, hi) = v
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(a, b), x| (a.min(*x), b.max(*x)));
+    Some(if hi > lo { max_jump / (hi - lo) } else { 0.0 })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::seam_ratio;
+
+    #[test]
+    fn stacking_a_rising_profile_shows_a_seam_and_interposition_does_not() {
+        let base: Vec<f64> = (0..8).map(|l| 0.01 + 0.002 * l as f64).collect();
+        let interposed: Vec<Option<f64>> = base.iter().flat_map(|v| [Some(*v), Some(*v)]).collect();
+        let stacked: Vec<Option<f64>> = base.iter().chain(&base).map(|v| Some(*v)).collect();
+        let (i, s) = (
+            seam_ratio(&interposed).unwrap(),
+            seam_ratio(&stacked).unwrap(),
+        );
+        assert!(
+            (s - 1.0).abs() < 1e-9,
+            "stacking's seam spans the whole range: {s}"
+        );
+        assert!(
+            (i - 1.0 / 7.0).abs() < 1e-9,
+            "interposition steps one base layer at a time: {i}"
+        );
+        assert_eq!(seam_ratio(&[Some(1.0), None]), None);
+    }
 }
 
 pub fn run(a: Args) -> anyhow::Result<()> {
@@ -49,7 +76,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     if a.json {
         let v: Vec<_> = series
             .iter()
-            .map(|(n, p)| serde_json::json!({"checkpoint": n, "expert_norm_profile": p, "max_jump_over_median_jump": seam_ratio(p)}))
+            .map(|(n, p)| serde_json::json!({"checkpoint": n, "expert_norm_profile": p, "largest_jump_over_range": seam_ratio(p)}))
             .collect();
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
@@ -77,11 +104,11 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     print!("seam ");
     for (_, p) in &series {
         match seam_ratio(p) {
-            Some(r) => print!("  {:>10}", format!("{r:.1}x")),
+            Some(r) => print!("  {:>10}", format!("{r:.2}")),
             None => print!("  {:>10}", "-"),
         }
     }
-    println!("   (largest neighbour jump / median jump)");
+    println!("   (largest neighbour jump / profile range: ~1 = a seam)");
     if let Some(plot) = &a.plot {
         println!("plot {}", plot.display());
     }
