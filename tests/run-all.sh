@@ -38,6 +38,12 @@ if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknow
   rustup target add wasm32-unknown-unknown
 fi
 
+# The built-in training corpus is the toolchain's documentation books.
+if ! [ -d "$(rustc --print sysroot)/share/doc/rust/html/book" ]; then
+  command -v rustup >/dev/null || missing "the Rust documentation (the default training corpus)" "your toolchain's rust-docs package"
+  rustup component add rust-docs
+fi
+
 echo "== cargo test (workspace)"
 cargo test --workspace --locked
 echo "== wasm32 build (core and web must run in the browser)"

@@ -1,6 +1,7 @@
 //! `moegrow`: grow pretrained Mixture-of-Experts checkpoints and train on.
 
 mod cmd;
+mod data;
 mod device;
 mod fmt;
 mod plot;
@@ -31,6 +32,9 @@ enum Command {
     Grow(cmd::grow::Args),
     /// Per-layer expert weight-norm profiles of two or more checkpoints side by side.
     Compare(cmd::compare::Args),
+    /// Load a training corpus (default: the Rust documentation books), train a byte-level BPE
+    /// tokenizer on it and report sizes and the unigram baseline loss.
+    Corpus(cmd::corpus::Args),
     /// Benchmarks (growth throughput and peak memory).
     Bench(cmd::bench::Args),
     /// Rewrite a checkpoint in another expert layout, dtype or shard size.
@@ -47,6 +51,7 @@ fn main() {
         Command::Grow(a) => cmd::grow::run(a),
         Command::Compare(a) => cmd::compare::run(a),
         Command::Bench(a) => cmd::bench::run(a),
+        Command::Corpus(a) => cmd::corpus::run(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -511,3 +511,45 @@ fn convert_refuses_to_overwrite_and_leaves_no_partial_output() {
         .collect();
     assert_eq!(leftovers.len(), 1, "temporary files left: {leftovers:?}");
 }
+
+#[test]
+fn corpus_trains_a_tokenizer_and_reports_the_unigram_baseline() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("texts");
+    std::fs::create_dir(&src).unwrap();
+    for i in 0..40 {
+        std::fs::write(src.join(format!("{i}.txt")), format!("The borrow checker rejects program {i}. Lifetimes and ownership, again and again: {}.", "fn f() {} ".repeat(i % 5 + 1))).unwrap();
+    }
+    let out = tmp.path().join("out");
+    let o = moegrow(&[
+        "corpus",
+        "--corpus",
+        src.to_str().unwrap(),
+        "--vocab-size",
+        "300",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("corpus.json")).unwrap()).unwrap();
+    assert_eq!(
+        s["documents"]["train"].as_u64().unwrap() + s["documents"]["heldout"].as_u64().unwrap(),
+        40
+    );
+    assert!(s["vocab_size"].as_u64().unwrap() <= 300);
+    let h = s["unigram_cross_entropy_heldout_nats"].as_f64().unwrap();
+    assert!(h > 1.0 && h < (300f64).ln() + 0.5, "baseline {h}");
+    let tk = std::fs::read_to_string(out.join("tokenizer.json")).unwrap();
+    assert!(tk.contains("\"ByteLevel\"") && tk.contains("<|endoftext|>"));
+}
+
+#[test]
+fn the_default_corpus_is_the_rust_documentation() {
+    // run-all.sh installs the rust-docs component when it is missing.
+    let o = moegrow(&["corpus", "--vocab-size", "512"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(s["documents"]["train"].as_u64().unwrap() > 100, "{s}");
+    assert!(s["bytes"]["train"].as_u64().unwrap() > 1_000_000, "{s}");
+}

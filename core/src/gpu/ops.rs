@@ -130,7 +130,8 @@ pub fn matmul(
             flags: (bias.is_some() as u32) | ((accumulate as u32) << 1),
         });
         // 16-byte-aligned operands take the vec4 kernel; anything else the tiled scalar one.
-        let aligned = ar.cols % 4 == 0 && ar.stride % 4 == 0 && ar.offset % 4 == 0;
+        let aligned =
+            ar.cols.is_multiple_of(4) && ar.stride.is_multiple_of(4) && ar.offset.is_multiple_of(4);
         let (entry, groups) = if aligned {
             (
                 "matmul_vec4",
@@ -600,7 +601,7 @@ pub fn moe_experts(
     );
     let tiles = (s.max_rows / MOE_TILE_ROWS) as u32;
     // 16-byte-aligned sizes take the vec4 kernels.
-    let vec4 = hidden % 4 == 0 && inter % 4 == 0;
+    let vec4 = hidden.is_multiple_of(4) && inter.is_multiple_of(4);
     for (first, part) in &gate_up.parts {
         assert!(
             first % (2 * inter) == 0 && (part.len / hidden).is_multiple_of(2 * inter),

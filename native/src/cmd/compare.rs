@@ -35,31 +35,6 @@ pub fn seam_ratio(profile: &[Option<f64>]) -> Option<f64> {
     Some(if hi > lo { max_jump / (hi - lo) } else { 0.0 })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::seam_ratio;
-
-    #[test]
-    fn stacking_a_rising_profile_shows_a_seam_and_interposition_does_not() {
-        let base: Vec<f64> = (0..8).map(|l| 0.01 + 0.002 * l as f64).collect();
-        let interposed: Vec<Option<f64>> = base.iter().flat_map(|v| [Some(*v), Some(*v)]).collect();
-        let stacked: Vec<Option<f64>> = base.iter().chain(&base).map(|v| Some(*v)).collect();
-        let (i, s) = (
-            seam_ratio(&interposed).unwrap(),
-            seam_ratio(&stacked).unwrap(),
-        );
-        assert!(
-            (s - 1.0).abs() < 1e-9,
-            "stacking's seam spans the whole range: {s}"
-        );
-        assert!(
-            (i - 1.0 / 7.0).abs() < 1e-9,
-            "interposition steps one base layer at a time: {i}"
-        );
-        assert_eq!(seam_ratio(&[Some(1.0), None]), None);
-    }
-}
-
 pub fn run(a: Args) -> anyhow::Result<()> {
     let gpu = crate::device::open(a.device)?;
     let mut series = Vec::new();
@@ -113,4 +88,29 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         println!("plot {}", plot.display());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::seam_ratio;
+
+    #[test]
+    fn stacking_a_rising_profile_shows_a_seam_and_interposition_does_not() {
+        let base: Vec<f64> = (0..8).map(|l| 0.01 + 0.002 * l as f64).collect();
+        let interposed: Vec<Option<f64>> = base.iter().flat_map(|v| [Some(*v), Some(*v)]).collect();
+        let stacked: Vec<Option<f64>> = base.iter().chain(&base).map(|v| Some(*v)).collect();
+        let (i, s) = (
+            seam_ratio(&interposed).unwrap(),
+            seam_ratio(&stacked).unwrap(),
+        );
+        assert!(
+            (s - 1.0).abs() < 1e-9,
+            "stacking's seam spans the whole range: {s}"
+        );
+        assert!(
+            (i - 1.0 / 7.0).abs() < 1e-9,
+            "interposition steps one base layer at a time: {i}"
+        );
+        assert_eq!(seam_ratio(&[Some(1.0), None]), None);
+    }
 }

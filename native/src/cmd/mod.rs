@@ -2,6 +2,7 @@ pub mod bench;
 pub mod bench_gpu;
 pub mod compare;
 pub mod convert;
+pub mod corpus;
 pub mod forward;
 pub mod grow;
 pub mod init;
