@@ -128,8 +128,11 @@ mod tests {
     fn unigram_entropy_of_known_distributions() {
         assert!((unigram_entropy(&[0, 1, 0, 1], 4) - 2f64.ln()).abs() < 1e-12);
         assert_eq!(unigram_entropy(&[3, 3, 3], 4), 0.0);
-        // Smoothed: 3 of token 0 and one of each of 2 tokens → p(0) = 4/6, p(1) = 2/6.
+        // Add-one smoothing: counts (3 + 1, 0 + 1) → p(0) = 4/5, p(1) = 1/5.
         let ce = unigram_cross_entropy(&[0, 0, 0], &[0, 1], 2);
-        assert!((ce - (-(4.0f64 / 6.0).ln() - (2.0f64 / 6.0).ln()) / 2.0).abs() < 1e-12);
+        assert!(
+            (ce - (-(0.8f64).ln() - (0.2f64).ln()) / 2.0).abs() < 1e-12,
+            "{ce}"
+        );
     }
 }
