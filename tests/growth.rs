@@ -3,54 +3,12 @@
 //! tensors at each index; noise has the requested relative size and touches only what it should;
 //! output is reproducible from the seed.
 
-use moegrow_core::checkpoint::{write_checkpoint, WriteOptions};
 use moegrow_core::growth::stages::std_dev;
 use moegrow_core::growth::*;
 use moegrow_core::reference::ReferenceModel;
 use moegrow_core::{Checkpoint, ExpertLayout, LayerRole, Proj, Role};
 use moegrow_integration_tests::*;
 use std::path::{Path, PathBuf};
-
-fn width(factor: usize, noise: f32) -> GrowthStep {
-    GrowthStep::Width(WidthStep {
-        factor,
-        noise,
-        ..WidthStep::default()
-    })
-}
-
-fn depth(method: DepthMethod, zero: bool) -> GrowthStep {
-    GrowthStep::Depth(DepthStep {
-        factor: 2,
-        method,
-        keep_first: 0,
-        keep_last: 0,
-        zero_init_copies: zero,
-        layer_map: None,
-    })
-}
-
-fn grow(
-    src: &Path,
-    out: &Path,
-    steps: Vec<GrowthStep>,
-    seed: u64,
-    layout: Option<ExpertLayout>,
-) -> Checkpoint {
-    let ckpt = Checkpoint::open(src).unwrap();
-    let grown = GrowthPlan { steps, seed }.apply(&ckpt).unwrap();
-    let tensors = grown.tensors(layout.unwrap_or(ckpt.layout)).unwrap();
-    write_checkpoint(
-        out,
-        &grown.config.to_json_string(),
-        &tensors,
-        Some(src),
-        &WriteOptions::default(),
-        |_| {},
-    )
-    .unwrap();
-    Checkpoint::open(out).unwrap()
-}
 
 fn logits_match(name: &str, grown: &Checkpoint, dir: &Path) -> Result<(), String> {
     let reference = Reference::load(dir);

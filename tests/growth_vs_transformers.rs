@@ -5,52 +5,21 @@
 //! stacking and layer copies included — and the record to show that every one loaded with no
 //! missing or unexpected tensors.
 
-use moegrow_core::checkpoint::{write_checkpoint, WriteOptions};
 use moegrow_core::growth::*;
 use moegrow_core::reference::ReferenceModel;
-use moegrow_core::Checkpoint;
 use moegrow_integration_tests::*;
 
 /// The plans of check_moegrow_grown.sh, as the CLI builds them (depth before width).
-fn plan(name: &str) -> GrowthPlan {
-    let depth = |method, zero| {
-        GrowthStep::Depth(DepthStep {
-            factor: 2,
-            method,
-            keep_first: 0,
-            keep_last: 0,
-            zero_init_copies: zero,
-            layer_map: None,
-        })
-    };
-    let width = |noise| {
-        GrowthStep::Width(WidthStep {
-            factor: 2,
-            noise,
-            ..WidthStep::default()
-        })
-    };
+fn plan(name: &str) -> (Vec<GrowthStep>, u64) {
     match name {
-        "w2" => GrowthPlan {
-            steps: vec![width(0.0)],
-            seed: 0,
-        },
-        "w2-noise" => GrowthPlan {
-            steps: vec![width(0.01)],
-            seed: 1,
-        },
-        "d2-zero-w2" => GrowthPlan {
-            steps: vec![depth(DepthMethod::Interpose, true), width(0.0)],
-            seed: 0,
-        },
-        "d2-w2-noise" => GrowthPlan {
-            steps: vec![depth(DepthMethod::Interpose, false), width(0.01)],
-            seed: 2,
-        },
-        "stack2" => GrowthPlan {
-            steps: vec![depth(DepthMethod::Stack, false)],
-            seed: 0,
-        },
+        "w2" => (vec![width(2, 0.0)], 0),
+        "w2-noise" => (vec![width(2, 0.01)], 1),
+        "d2-zero-w2" => (vec![depth(DepthMethod::Interpose, true), width(2, 0.0)], 0),
+        "d2-w2-noise" => (
+            vec![depth(DepthMethod::Interpose, false), width(2, 0.01)],
+            2,
+        ),
+        "stack2" => (vec![depth(DepthMethod::Stack, false)], 0),
         other => panic!("unknown plan {other}"),
     }
 }
@@ -66,20 +35,9 @@ fn moegrow_forward_of_grown_checkpoints_matches_transformers() {
     for key in &names {
         let (fixture, plan_name) = key.split_once('/').unwrap();
         let dir = fixtures_dir().join(fixture);
-        let src = Checkpoint::open(&dir).unwrap();
-        let grown = plan(plan_name).apply(&src).unwrap();
-        let tensors = grown.tensors(src.layout).unwrap();
+        let (steps, seed) = plan(plan_name);
         let out = tmp.path().join(key.replace('/', "@"));
-        write_checkpoint(
-            &out,
-            &grown.config.to_json_string(),
-            &tensors,
-            None,
-            &WriteOptions::default(),
-            |_| {},
-        )
-        .unwrap();
-        let g = Checkpoint::open(&out).unwrap();
+        let g = grow(&dir, &out, steps, seed, None);
         let tokens = Reference::load(&dir).tokens;
         let ours = ReferenceModel::load(&g)
             .unwrap()

@@ -90,3 +90,55 @@ pub fn max_abs_diff(got: &[f32], want: &[f32]) -> (f32, usize) {
             |m, x| if x.0 > m.0 || x.0.is_nan() { x } else { m },
         )
 }
+
+/// Growth steps as the tests use them: width ×`factor` with relative noise `noise` (other
+/// options at the CLI's defaults), and depth ×2 by `method`.
+pub fn width(factor: usize, noise: f32) -> moegrow_core::growth::GrowthStep {
+    use moegrow_core::growth::{GrowthStep, WidthStep};
+    GrowthStep::Width(WidthStep {
+        factor,
+        noise,
+        ..WidthStep::default()
+    })
+}
+
+pub fn depth(
+    method: moegrow_core::growth::DepthMethod,
+    zero_init_copies: bool,
+) -> moegrow_core::growth::GrowthStep {
+    use moegrow_core::growth::{DepthStep, GrowthStep};
+    GrowthStep::Depth(DepthStep {
+        factor: 2,
+        method,
+        keep_first: 0,
+        keep_last: 0,
+        zero_init_copies,
+        layer_map: None,
+    })
+}
+
+/// Grow `src` by `steps` into `out` (in `layout`, or the source's) and open the result.
+pub fn grow(
+    src: &Path,
+    out: &Path,
+    steps: Vec<moegrow_core::growth::GrowthStep>,
+    seed: u64,
+    layout: Option<moegrow_core::ExpertLayout>,
+) -> moegrow_core::Checkpoint {
+    use moegrow_core::checkpoint::{write_checkpoint, WriteOptions};
+    let ckpt = moegrow_core::Checkpoint::open(src).unwrap();
+    let grown = moegrow_core::growth::GrowthPlan { steps, seed }
+        .apply(&ckpt)
+        .unwrap();
+    let tensors = grown.tensors(layout.unwrap_or(ckpt.layout)).unwrap();
+    write_checkpoint(
+        out,
+        &grown.config.to_json_string(),
+        &tensors,
+        Some(src),
+        &WriteOptions::default(),
+        |_| {},
+    )
+    .unwrap();
+    moegrow_core::Checkpoint::open(out).unwrap()
+}
