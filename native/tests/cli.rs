@@ -21,6 +21,18 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).to_string()
 }
 
+/// The `logits` tensor (f32) of a safetensors file.
+fn read_logits(path: &Path) -> Vec<f32> {
+    let bytes = std::fs::read(path).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    st.tensor("logits")
+        .unwrap()
+        .data()
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+        .collect()
+}
+
 /// Copy a fixture checkpoint (without its reference outputs) into `dir`.
 fn copy_fixture(name: &str, dir: &Path) -> PathBuf {
     let dst = dir.join(name);
@@ -129,18 +141,9 @@ fn forward_output_equals_transformers_logits() {
         out.to_str().unwrap(),
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let ours = std::fs::read(&out).unwrap();
-    let ours = safetensors::SafeTensors::deserialize(&ours).unwrap();
-    let theirs = std::fs::read(fixture("olmoe_fused_bf16/reference.safetensors")).unwrap();
-    let theirs = safetensors::SafeTensors::deserialize(&theirs).unwrap();
-    let f = |b: &[u8]| {
-        b.chunks_exact(4)
-            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-            .collect::<Vec<_>>()
-    };
     let (a, b) = (
-        f(ours.tensor("logits").unwrap().data()),
-        f(theirs.tensor("logits").unwrap().data()),
+        read_logits(&out),
+        read_logits(&fixture("olmoe_fused_bf16/reference.safetensors")),
     );
     assert_eq!(a.len(), b.len());
     for (i, (x, y)) in a.iter().zip(&b).enumerate() {
@@ -167,18 +170,9 @@ fn forward_on_the_gpu_equals_transformers_logits() {
             out.to_str().unwrap(),
         ]);
         assert!(o.status.success(), "{}", stderr(&o));
-        let ours = std::fs::read(&out).unwrap();
-        let ours = safetensors::SafeTensors::deserialize(&ours).unwrap();
-        let theirs = std::fs::read(fixture(name).join("reference.safetensors")).unwrap();
-        let theirs = safetensors::SafeTensors::deserialize(&theirs).unwrap();
-        let f = |b: &[u8]| {
-            b.chunks_exact(4)
-                .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-                .collect::<Vec<_>>()
-        };
         let (a, b) = (
-            f(ours.tensor("logits").unwrap().data()),
-            f(theirs.tensor("logits").unwrap().data()),
+            read_logits(&out),
+            read_logits(&fixture(name).join("reference.safetensors")),
         );
         for (i, (x, y)) in a.iter().zip(&b).enumerate() {
             assert!(
