@@ -198,10 +198,14 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     }
     print_counts("before", &before);
     print_counts("after", &after);
+    let size = if out_bytes >= 1_000_000_000 {
+        format!("{:.2} GB", out_bytes as f64 / 1e9)
+    } else {
+        format!("{:.1} MB", out_bytes as f64 / 1e6)
+    };
     println!(
-        "output  {} tensors, {:.2} GB ({} layout)",
+        "output  {} tensors, {size} ({} layout)",
         tensors.len(),
-        out_bytes as f64 / 1e9,
         layout.name()
     );
     if a.dry_run {
