@@ -6,6 +6,7 @@ mod device;
 mod fmt;
 mod plot;
 mod progress;
+mod train;
 
 use clap::{Parser, Subcommand};
 
@@ -35,6 +36,9 @@ enum Command {
     /// Load a training corpus (default: the Rust documentation books), train a byte-level BPE
     /// tokenizer on it and report sizes and the unigram baseline loss.
     Corpus(cmd::corpus::Args),
+    /// Train with burn (GPU via wgpu, or CPU): continue a grown checkpoint or start from a
+    /// preset; metrics.jsonl, resumable checkpoints and a final Hugging Face checkpoint.
+    Train(cmd::train::Args),
     /// Benchmarks (growth throughput and peak memory).
     Bench(cmd::bench::Args),
     /// Rewrite a checkpoint in another expert layout, dtype or shard size.
@@ -52,6 +56,7 @@ fn main() {
         Command::Compare(a) => cmd::compare::run(a),
         Command::Bench(a) => cmd::bench::run(a),
         Command::Corpus(a) => cmd::corpus::run(a),
+        Command::Train(a) => cmd::train::run(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

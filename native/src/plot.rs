@@ -106,3 +106,116 @@ where
     area.present().map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(())
 }
+
+/// A line chart of several `(x, y)` series with optional horizontal reference lines (loss
+/// curves against steps or FLOPs, with the unigram baseline drawn across).
+pub fn lines(
+    path: &Path,
+    title: &str,
+    x_desc: &str,
+    y_desc: &str,
+    series: &[(String, Vec<(f64, f64)>)],
+    hlines: &[(String, f64)],
+) -> anyhow::Result<()> {
+    register_font();
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let size = (900, 520);
+    let args = LineArgs {
+        title,
+        x_desc,
+        y_desc,
+        series,
+        hlines,
+    };
+    match ext.as_str() {
+        "png" => draw_lines(BitMapBackend::new(path, size).into_drawing_area(), &args),
+        "svg" => draw_lines(SVGBackend::new(path, size).into_drawing_area(), &args),
+        _ => bail!("plot file {} must end in .png or .svg", path.display()),
+    }
+    .with_context(|| format!("cannot draw {}", path.display()))
+}
+
+struct LineArgs<'a> {
+    title: &'a str,
+    x_desc: &'a str,
+    y_desc: &'a str,
+    series: &'a [(String, Vec<(f64, f64)>)],
+    hlines: &'a [(String, f64)],
+}
+
+fn draw_lines<DB: DrawingBackend>(
+    area: DrawingArea<DB, plotters::coord::Shift>,
+    a: &LineArgs,
+) -> anyhow::Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    let err = |e: &dyn std::fmt::Display| anyhow::anyhow!("{e}");
+    area.fill(&WHITE).map_err(|e| err(&e))?;
+    let pts = a.series.iter().flat_map(|(_, v)| v.iter().cloned());
+    let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
+    for (x, y) in pts.filter(|(x, y)| x.is_finite() && y.is_finite()) {
+        (x0, x1, y0, y1) = (x0.min(x), x1.max(x), y0.min(y), y1.max(y));
+    }
+    for (_, y) in a.hlines {
+        (y0, y1) = (y0.min(*y), y1.max(*y));
+    }
+    if x0 > x1 {
+        (x0, x1, y0, y1) = (0.0, 1.0, 0.0, 1.0);
+    }
+    let x1 = x1.max(x0 + 1e-9);
+    let pad = (y1 - y0).max(1e-9) * 0.06;
+    let mut chart = ChartBuilder::on(&area)
+        .caption(a.title, ("sans-serif", 22))
+        .margin(16)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .build_cartesian_2d(x0..x1, (y0 - pad)..(y1 + pad))
+        .map_err(|e| err(&e))?;
+    chart
+        .configure_mesh()
+        .x_desc(a.x_desc)
+        .y_desc(a.y_desc)
+        .x_label_formatter(&|x| {
+            if x.abs() >= 1e5 {
+                format!("{x:.1e}")
+            } else {
+                format!("{x:.0}")
+            }
+        })
+        .label_style(("sans-serif", 14))
+        .draw()
+        .map_err(|e| err(&e))?;
+    for (i, (name, v)) in a.series.iter().enumerate() {
+        let color = Palette99::pick(i).to_rgba();
+        chart
+            .draw_series(LineSeries::new(v.clone(), color.stroke_width(2)))
+            .map_err(|e| err(&e))?
+            .label(name.clone())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
+    }
+    for (i, (name, y)) in a.hlines.iter().enumerate() {
+        let shade = 60 + 50 * (i as u8 % 3);
+        let color = RGBColor(shade, shade, shade).to_rgba();
+        let y = *y;
+        chart
+            .draw_series(LineSeries::new(vec![(x0, y), (x1, y)], color.stroke_width(1)))
+            .map_err(|e| err(&e))?
+            .label(name.clone())
+            .legend(move |(x, yy)| PathElement::new(vec![(x, yy), (x + 18, yy)], color.stroke_width(1)));
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .label_font(("sans-serif", 14))
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(|e| err(&e))?;
+    area.present().map_err(|e| err(&e))?;
+    Ok(())
+}

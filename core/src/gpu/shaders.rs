@@ -9,6 +9,10 @@ pub const ROUTER: &str = include_str!("../../../shaders/router.wgsl");
 pub const MOE: &str = include_str!("../../../shaders/moe.wgsl");
 pub const REDUCE: &str = include_str!("../../../shaders/reduce.wgsl");
 pub const NOISE: &str = include_str!("../../../shaders/noise.wgsl");
+/// Grouped per-expert products for training (launched through burn by the `moegrow` binary).
+pub const GROUPED_MATMUL: &str = include_str!("../../../shaders/grouped_matmul.wgsl");
+/// Expert selection for training (launched through burn by the `moegrow` binary).
+pub const TRAIN_ROUTER: &str = include_str!("../../../shaders/train_router.wgsl");
 
 /// Every shader with its file name (for validation and error messages).
 pub const ALL: &[(&str, &str)] = &[
@@ -21,6 +25,8 @@ pub const ALL: &[(&str, &str)] = &[
     ("moe.wgsl", MOE),
     ("reduce.wgsl", REDUCE),
     ("noise.wgsl", NOISE),
+    ("grouped_matmul.wgsl", GROUPED_MATMUL),
+    ("train_router.wgsl", TRAIN_ROUTER),
 ];
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ pub mod grow;
 pub mod init;
 pub mod inspect;
 pub mod provenance;
+pub mod train;
 
 use anyhow::Context;
 use moegrow_core::Checkpoint;

@@ -19,17 +19,7 @@ pub fn record(
 ) -> anyhow::Result<Value> {
     let config_text = std::fs::read(source.join("config.json"))?;
     let digest = Sha256::digest(&config_text);
-    // An earlier growth or training run may have recorded the base's sunk compute.
-    let sunk: Option<f64> = src
-        .metadata
-        .get("moegrow_growth")
-        .and_then(|g| serde_json::from_str::<Value>(g).ok())
-        .and_then(|g| g["source"]["sunk_flops"].as_f64())
-        .or_else(|| {
-            src.metadata
-                .get("moegrow_sunk_flops")
-                .and_then(|s| s.parse().ok())
-        });
+    let sunk = sunk_flops(src);
     Ok(json!({
         "moegrow_version": env!("CARGO_PKG_VERSION"),
         "source": {
@@ -51,4 +41,18 @@ pub fn record(
             "parameters": after,
         },
     }))
+}
+
+/// The training compute already spent on a checkpoint, as recorded by `moegrow train`
+/// (`moegrow_sunk_flops`) or carried through a growth (`moegrow_growth.source.sunk_flops`).
+pub fn sunk_flops(ckpt: &Checkpoint) -> Option<f64> {
+    ckpt.metadata
+        .get("moegrow_growth")
+        .and_then(|g| serde_json::from_str::<Value>(g).ok())
+        .and_then(|g| g["source"]["sunk_flops"].as_f64())
+        .or_else(|| {
+            ckpt.metadata
+                .get("moegrow_sunk_flops")
+                .and_then(|s| s.parse().ok())
+        })
 }

@@ -1,0 +1,58 @@
+//! What the burn model needs to know about an architecture, checked once up front so that an
+//! unsupported checkpoint fails before any weights are read.
+
+use anyhow::bail;
+use moegrow_core::config::{Attention, MlpKind, QkNorm, RouterConfig};
+use moegrow_core::ModelConfig;
+
+/// The architecture of a trainable model: the families with standard (GQA) attention —
+/// Qwen3-MoE, Qwen2-MoE, Mixtral and OLMoE — and every routing variant `core` parses.
+#[derive(Debug, Clone)]
+pub struct Arch {
+    pub config: ModelConfig,
+    pub qk_norm: QkNorm,
+    pub clip_qkv: Option<f32>,
+}
+
+impl Arch {
+    pub fn new(config: &ModelConfig) -> anyhow::Result<Arch> {
+        // Attention biases (Qwen2-MoE) are optional tensors the model picks up when present.
+        let (qk_norm, clip_qkv) = match &config.attention {
+            Attention::Standard {
+                qk_norm, clip_qkv, ..
+            } => (*qk_norm, *clip_qkv),
+            Attention::Mla(_) => bail!(
+                "training supports {} checkpoints with standard attention only; multi-head latent attention (DeepSeek) is not implemented in the trainer",
+                config.family.name()
+            ),
+        };
+        if config.head_dim % 2 != 0 {
+            bail!("head_dim {} must be even for rotary embeddings", config.head_dim);
+        }
+        if config.num_heads % config.num_kv_heads != 0 {
+            bail!(
+                "num_attention_heads {} is not a multiple of num_key_value_heads {}",
+                config.num_heads,
+                config.num_kv_heads
+            );
+        }
+        Ok(Arch {
+            config: config.clone(),
+            qk_norm,
+            clip_qkv,
+        })
+    }
+
+    pub fn router(&self) -> &RouterConfig {
+        &self.config.moe.router
+    }
+
+    pub fn is_moe(&self, layer: usize) -> bool {
+        self.config.mlp[layer] == MlpKind::Moe
+    }
+
+    /// The number of MoE layers (the aux loss averages over them).
+    pub fn moe_layers(&self) -> usize {
+        (0..self.config.num_layers).filter(|&l| self.is_moe(l)).count()
+    }
+}

@@ -1,0 +1,302 @@
+//! The burn model against the references: exact load/save round trips, logits against the
+//! logits transformers produced for the fixtures, and the CPU (flex) and wgpu backends agreeing
+//! on the loss and every gradient.
+
+use super::arch::Arch;
+use super::model::{Net, RopeTables};
+use super::moe::{aux_loss, RouteBias};
+use super::run::cross_entropy;
+use super::weights::HostWeights;
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use std::path::{Path, PathBuf};
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures")
+        .join(name)
+}
+
+/// `logits` and `tokens` that transformers wrote next to a fixture.
+fn transformers_logits(dir: &Path) -> (Vec<i64>, Vec<usize>, Vec<f32>) {
+    let bytes = std::fs::read(dir.join("reference.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut tokens = Vec::new();
+    let mut logits = (Vec::new(), Vec::new());
+    for (name, view) in st.tensors() {
+        if view.dtype() == safetensors::Dtype::I64 {
+            tokens = view
+                .data()
+                .chunks_exact(8)
+                .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
+                .collect();
+        } else if name == "logits" {
+            logits = (
+                view.shape().to_vec(),
+                view.data()
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+                    .collect(),
+            );
+        }
+    }
+    (tokens, logits.0, logits.1)
+}
+
+fn load(name: &str, device: &Device) -> (Arch, HostWeights, Net) {
+    let ckpt = moegrow_core::Checkpoint::open(fixture(name)).unwrap();
+    let host = HostWeights::from_checkpoint(&ckpt).unwrap();
+    let arch = Arch::new(&host.config).unwrap();
+    let net = Net::load(&arch, &host, device).unwrap();
+    (arch, host, net)
+}
+
+const TRAINABLE: &[&str] = &[
+    "qwen3_moe_experts_f32",
+    "qwen3_moe_fused_bf16",
+    "mixtral_experts_f32",
+    "mixtral_experts_f32_window",
+    "mixtral_fused_bf16",
+    "olmoe_experts_f32",
+    "olmoe_experts_f32_clip",
+    "olmoe_fused_bf16",
+    "qwen2_moe_experts_f32",
+    "qwen2_moe_experts_f32_window",
+    "qwen2_moe_fused_bf16",
+];
+
+#[test]
+fn logits_match_transformers_on_every_trainable_fixture() {
+    let device = Device::flex();
+    let mut failures = Vec::new();
+    for name in TRAINABLE {
+        let (arch, _, net) = load(name, &device);
+        let (tokens, shape, want) = transformers_logits(&fixture(name));
+        let t = tokens.len();
+        let rope = RopeTables::new(&arch, t, &device);
+        let x = Tensor::<2, Int>::from_data(TensorData::new(tokens, [1, t]), &device);
+        let out = net.forward(&arch, &rope, x, &RouteBias::default()).unwrap();
+        assert_eq!(out.logits.dims()[1..], shape[shape.len() - 2..], "{name}");
+        let got = out.logits.into_data().try_to_vec::<f32>().unwrap();
+        let (worst, at) = got
+            .iter()
+            .zip(&want)
+            .enumerate()
+            .map(|(i, (a, b))| ((a - b).abs(), i))
+            .fold((0f32, 0), |m, x| if x.0 > m.0 || x.0.is_nan() { x } else { m });
+        if !(worst <= 1e-4) {
+            let v = arch.config.vocab_size;
+            failures.push(format!(
+                "{name}: max |Δlogit| {worst:e} at token {} vocab {} (burn {} vs transformers {})",
+                at / v,
+                at % v,
+                got[at],
+                want[at]
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn load_then_save_is_identical_tensor_by_tensor() {
+    let device = Device::flex();
+    for name in ["qwen3_moe_experts_f32", "mixtral_fused_bf16", "olmoe_fused_f32", "qwen2_moe_experts_bf16"] {
+        let dir = fixture(name);
+        let ckpt = moegrow_core::Checkpoint::open(&dir).unwrap();
+        let (_, mut host, net) = load(name, &device);
+        // Scramble the host copy so that only what comes back from the device can pass.
+        host.tensors.values_mut().for_each(|t| t.values.iter_mut().for_each(|v| *v = 7.0));
+        net.store(&mut host).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("saved");
+        moegrow_core::checkpoint::write_checkpoint(
+            &out,
+            &host.config.to_json_string(),
+            &host.export(),
+            None,
+            &Default::default(),
+            |_| {},
+        )
+        .unwrap();
+        let back = moegrow_core::Checkpoint::open(&out).unwrap();
+        assert_eq!(back.layout, ckpt.layout, "{name}");
+        assert_eq!(back.entries().len(), ckpt.entries().len(), "{name}");
+        for (a, b) in ckpt.entries().iter().zip(back.entries()) {
+            assert_eq!((&a.name, a.dtype, &a.shape), (&b.name, b.dtype, &b.shape), "{name}");
+            assert!(
+                ckpt.bytes(a.role).unwrap() == back.bytes(b.role).unwrap(),
+                "{name}: tensor {} differs after load/save",
+                a.name
+            );
+        }
+    }
+}
+
+#[derive(Default)]
+struct Collect(Vec<(String, Vec<f32>)>);
+impl ModuleVisitor for Collect {
+    fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
+        self.0.push((format!("{:?}", p.id), p.val().into_data().try_to_vec::<f32>().unwrap()));
+    }
+}
+
+/// Loss (cross-entropy + aux) and every parameter gradient of one batch on `device`.
+fn loss_and_grads(name: &str, device: Device) -> (f32, Vec<(String, Vec<f32>)>) {
+    let (arch, _, net) = load(name, &device);
+    let (tokens, _, _) = transformers_logits(&fixture(name));
+    let t = tokens.len() - 1;
+    let x: Vec<i64> = tokens[..t].to_vec();
+    let y: Vec<i64> = tokens[1..].to_vec();
+    let rope = RopeTables::new(&arch, t, &device);
+    let xs = Tensor::<2, Int>::from_data(TensorData::new(x, [1, t]), &device);
+    let ys = Tensor::<2, Int>::from_data(TensorData::new(y, [1, t]), &device);
+    let out = net.forward(&arch, &rope, xs, &RouteBias::default()).unwrap();
+    let aux = aux_loss(&out.routing, arch.config.moe.num_experts).unwrap();
+    let loss = cross_entropy(out.logits, ys) + aux * 0.01;
+    let value = loss.clone().into_scalar::<f32>();
+    let grads = loss.backward();
+    let mut gs = Collect::default();
+    // Gradients as a module of the same shape: map each parameter to its gradient.
+    let gp = burn::optim::GradientsParams::from_grads(grads, &net);
+    struct G<'a>(&'a burn::optim::GradientsParams, Vec<(String, Vec<f32>)>);
+    impl ModuleVisitor for G<'_> {
+        fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
+            let g = self.0.get::<D>(p.id).expect("every parameter has a gradient");
+            self.1.push((format!("{:?}", p.id), g.into_data().try_to_vec::<f32>().unwrap()));
+        }
+    }
+    let mut g = G(&gp, Vec::new());
+    net.visit(&mut g);
+    gs.0 = g.1;
+    (value, gs.0)
+}
+
+#[test]
+fn cpu_and_gpu_backends_give_the_same_loss_and_gradients() {
+    let name = "qwen3_moe_experts_f32";
+    let (cpu_loss, cpu) = loss_and_grads(name, Device::flex().autodiff());
+    let (gpu_device, _) = super::run::open_device("gpu").expect("a wgpu adapter (lavapipe in CI)");
+    let (gpu_loss, gpu) = loss_and_grads(name, gpu_device.autodiff());
+    assert!((cpu_loss - gpu_loss).abs() < 1e-4, "loss: cpu {cpu_loss} gpu {gpu_loss}");
+    assert_eq!(cpu.len(), gpu.len());
+    for ((id, a), (_, b)) in cpu.iter().zip(&gpu) {
+        let scale = a.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-3);
+        for (i, (x, y)) in a.iter().zip(b).enumerate() {
+            assert!(
+                (x - y).abs() <= 1e-3 * scale + 1e-6,
+                "gradient of parameter {id} element {i}: cpu {x} gpu {y} (scale {scale})"
+            );
+        }
+    }
+}
+
+/// Seeded values in [-1, 1).
+fn seeded(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+        })
+        .collect()
+}
+
+fn assert_close(what: &str, shape: &[usize], got: &[f32], want: &[f32], tol: f32) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        if !((g - w).abs() <= tol * (1.0 + w.abs())) {
+            let mut idx = Vec::new();
+            let mut rest = i;
+            for d in shape.iter().rev() {
+                idx.push(rest % d);
+                rest /= d;
+            }
+            idx.reverse();
+            panic!("{what}: element {idx:?} (flat {i}) of shape {shape:?}: WGSL {g} vs reference {w}");
+        }
+    }
+}
+
+/// The WGSL grouped products (forward, input gradient, weight gradient) against burn's own
+/// ops on the CPU, over odd shapes and uneven (including empty) expert groups.
+#[test]
+fn grouped_matmul_kernels_match_the_cpu_reference_forward_and_backward() {
+    use super::kernels::{grouped_linear_reference, grouped_linear_wgsl, TilePlan};
+    let (gpu, _) = super::run::open_device("gpu").expect("a wgpu adapter (lavapipe in CI)");
+    let cases: &[(&[usize], usize, usize)] = &[
+        (&[5, 0, 17, 1], 37, 23),
+        (&[16, 16], 16, 16),
+        (&[0, 0, 40], 9, 70),
+        (&[3, 33, 2, 0, 7], 64, 5),
+    ];
+    for (case, &(counts, k, n)) in cases.iter().enumerate() {
+        let plan = TilePlan::new(counts);
+        let rows = plan.rows();
+        let e = counts.len();
+        let xv = seeded(rows * k, 1 + case as u64);
+        let wv = seeded(e * n * k, 100 + case as u64);
+        let dyv = seeded(rows * n, 200 + case as u64);
+        let run = |device: Device, wgsl: bool| {
+            let x = Tensor::<2>::from_data(TensorData::new(xv.clone(), [rows, k]), &device).require_grad();
+            let w = Tensor::<3>::from_data(TensorData::new(wv.clone(), [e, n, k]), &device).require_grad();
+            let dy = Tensor::<2>::from_data(TensorData::new(dyv.clone(), [rows, n]), &device);
+            let y = if wgsl {
+                grouped_linear_wgsl(x.clone(), w.clone(), plan.clone())
+            } else {
+                grouped_linear_reference(x.clone(), w.clone(), &plan)
+            };
+            let yv = y.clone().into_data().try_to_vec::<f32>().unwrap();
+            // Backward through Σ y·dy gives dy as the output gradient.
+            let grads = (y * dy).sum().backward();
+            let gx = x.grad(&grads).unwrap().into_data().try_to_vec::<f32>().unwrap();
+            let gw = w.grad(&grads).unwrap().into_data().try_to_vec::<f32>().unwrap();
+            (yv, gx, gw)
+        };
+        let (y0, gx0, gw0) = run(Device::flex().autodiff(), false);
+        let (y1, gx1, gw1) = run(gpu.clone().autodiff(), true);
+        let tag = format!("case {case} (counts {counts:?}, K {k}, N {n})");
+        assert_close(&format!("{tag} forward"), &[rows, n], &y1, &y0, 1e-5);
+        assert_close(&format!("{tag} input gradient"), &[rows, k], &gx1, &gx0, 1e-5);
+        assert_close(&format!("{tag} weight gradient"), &[e, n, k], &gw1, &gw0, 1e-5);
+    }
+}
+
+/// The WGSL expert selection against `core`'s reference router: softmax and sigmoid scoring,
+/// with and without a selection bias, odd expert counts and top-k, more tokens than one
+/// workgroup.
+#[test]
+fn expert_selection_kernel_matches_the_reference_router() {
+    use moegrow_core::config::{RouterConfig, Scoring};
+    use moegrow_core::reference::routing::route;
+    let (gpu, _) = super::run::open_device("gpu").expect("a wgpu adapter (lavapipe in CI)");
+    for (case, &(n, e, k, sigmoid, with_bias)) in [
+        (1usize, 4usize, 1usize, false, false),
+        (70, 7, 2, false, true),
+        (130, 16, 3, true, false),
+        (33, 5, 5, true, true),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let logits = seeded(n * e, 300 + case as u64);
+        let bias: Vec<f32> = seeded(e, 400 + case as u64).iter().map(|v| v * 0.1).collect();
+        let bias = with_bias.then_some(bias.as_slice());
+        let t = Tensor::<2>::from_data(TensorData::new(logits.clone(), [n, e]), &gpu);
+        let got = super::kernels::select_experts_wgsl(t, bias, k, sigmoid).unwrap();
+        let mut router = RouterConfig::softmax(true);
+        if sigmoid {
+            router.scoring = Scoring::Sigmoid;
+        }
+        for tok in 0..n {
+            let want = route(&logits[tok * e..(tok + 1) * e], &router, k, bias).experts;
+            assert_eq!(
+                &got[tok * k..(tok + 1) * k],
+                want.as_slice(),
+                "case {case} (N {n}, E {e}, k {k}, sigmoid {sigmoid}, bias {with_bias}): token {tok}"
+            );
+        }
+    }
+}
