@@ -109,6 +109,12 @@ impl Gpu {
         &self.dummy
     }
 
+    /// A software rasteriser (Mesa's lavapipe, SwiftShader): correct, but slower than the CPU
+    /// code paths, so automatic device choices skip it.
+    pub fn is_software(&self) -> bool {
+        self.info.device_type == wgpu::DeviceType::Cpu
+    }
+
     pub fn describe(&self) -> String {
         format!(
             "{} ({:?}, {:?})",

@@ -37,7 +37,7 @@ pub struct Args {
     /// Text file, directory or JSONL (`text` field); default: the Rust documentation books.
     #[arg(long)]
     pub corpus: Option<PathBuf>,
-    /// auto (GPU when an adapter exists), cpu or gpu.
+    /// auto (the GPU if it is hardware, else the CPU), cpu or gpu.
     #[arg(long)]
     pub device: Option<String>,
     #[arg(long)]

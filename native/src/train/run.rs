@@ -66,30 +66,43 @@ impl ModuleVisitor for Ranks {
     }
 }
 
-/// burn's wgpu runtime registers once per process; later callers share the device.
-fn wgpu_device() -> anyhow::Result<Device> {
-    static DEVICE: std::sync::OnceLock<Result<Device, String>> = std::sync::OnceLock::new();
+/// burn's wgpu runtime registers once per process; later callers share the device. Also says
+/// whether the adapter is a software renderer.
+fn wgpu_device() -> anyhow::Result<(Device, bool, String)> {
+    type Probe = Result<(Device, bool, String), String>;
+    static DEVICE: std::sync::OnceLock<Probe> = std::sync::OnceLock::new();
     DEVICE
         .get_or_init(|| {
             // Probe with our own runtime first: it reports a missing adapter as an error
             // rather than a panic.
             let gpu = moegrow_core::gpu::Gpu::new_blocking().map_err(|e| e.to_string())?;
-            let name = gpu.describe();
+            let (name, software) = (gpu.describe(), gpu.is_software());
             drop(gpu);
-            Device::wgpu_options()
+            let device = Device::wgpu_options()
                 .init()
-                .map_err(|e| format!("burn cannot use the GPU ({name}): {e}"))
+                .map_err(|e| format!("burn cannot use the GPU ({name}): {e}"))?;
+            Ok((device, software, name))
         })
         .clone()
         .map_err(|e| anyhow::anyhow!(e))
 }
 
+/// `cpu`: burn's flex backend; `gpu`: burn's wgpu backend on whatever adapter there is
+/// (lavapipe included); `auto`: the GPU if it is real hardware, else the CPU (a software
+/// renderer trains far slower than the CPU backend).
 pub fn open_device(choice: &str) -> anyhow::Result<(Device, String)> {
     match choice {
         "cpu" => Ok((Device::flex(), "cpu (burn flex)".into())),
-        "gpu" => Ok((wgpu_device()?, "gpu (burn wgpu)".into())),
+        "gpu" => {
+            let (d, _, name) = wgpu_device()?;
+            Ok((d, format!("gpu (burn wgpu: {name})")))
+        }
         _ => match wgpu_device() {
-            Ok(d) => Ok((d, "gpu (burn wgpu)".into())),
+            Ok((d, false, name)) => Ok((d, format!("gpu (burn wgpu: {name})"))),
+            Ok((_, true, name)) => Ok((
+                Device::flex(),
+                format!("cpu (burn flex; the only GPU adapter, {name}, is a software renderer)"),
+            )),
             Err(_) => Ok((Device::flex(), "cpu (burn flex; no GPU adapter)".into())),
         },
     }
