@@ -12,7 +12,11 @@ command -v cargo >/dev/null || missing "the Rust toolchain (cargo)" "https://rus
 have_vulkan() {
   local icds
   icds=$(find /usr/share/vulkan/icd.d /etc/vulkan/icd.d -name '*.json' 2>/dev/null | head -n 1)
-  [ -n "$icds" ] && ldconfig -p 2>/dev/null | grep -q libvulkan.so.1
+  # Not `ldconfig -p | grep -q`: grep stopping early kills ldconfig with SIGPIPE, which
+  # pipefail turns into a false "missing".
+  local libs
+  libs=$(ldconfig -p 2>/dev/null || true)
+  [ -n "$icds" ] && [[ "$libs" == *libvulkan.so.1* ]]
 }
 if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
   pkgs=()
