@@ -550,6 +550,9 @@ pub fn run(mut cfg: TrainConfig, o: RunOptions) -> anyhow::Result<serde_json::Va
         truncate_metrics(&metrics_path, state.step)?;
         eprintln!("resuming {} at step {} from {}", out.display(), state.step, dir.display());
     } else {
+        if o.resume {
+            eprintln!("{} has no checkpoint yet; starting the run over", out.display());
+        }
         let _ = std::fs::remove_file(&metrics_path);
     }
     let mut metrics = std::fs::OpenOptions::new()
