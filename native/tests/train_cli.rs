@@ -79,9 +79,14 @@ fn train_writes_metrics_plots_and_a_checkpoint_that_grows_and_trains_on() {
     let tmp = tempfile::tempdir().unwrap();
     let c = corpus(tmp.path());
     let run = tmp.path().join("run");
-    ok(train(&c, &run, &["--steps", "6", "--eval-every", "3"]));
+    ok(train(&c, &run, &["--steps", "6", "--eval-every", "3", "--csv"]));
     let m = metrics(&run);
     assert_eq!(m.len(), 6, "{m:?}");
+    let csv = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
+    let rows: Vec<&str> = csv.lines().collect();
+    assert_eq!(rows.len(), 7, "{csv}");
+    assert!(rows[0].starts_with("step,loss,"), "{csv}");
+    assert!(rows[3].starts_with("3,") && !rows[3].ends_with(','), "step 3 has an eval loss: {csv}");
     for (i, r) in m.iter().enumerate() {
         assert_eq!(r["step"], i + 1);
         for k in ["loss", "lr", "tokens", "flops", "grad_norm", "tokens_per_s"] {
@@ -188,4 +193,35 @@ fn bad_training_requests_fail_clearly() {
         assert!(err.contains(want), "{args:?}: expected `{want}` in: {err}");
         assert!(!err.contains("panicked"), "{args:?}: {err}");
     }
+}
+
+#[test]
+fn a_toml_config_sets_options_and_flags_override_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let c = corpus(tmp.path());
+    let cfg = tmp.path().join("run.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "preset = \"tiny\"\ncorpus = {:?}\ndevice = \"cpu\"\nsteps = 2\nbatch_size = 2\nseq_len = 16\neval_sequences = 2\nschedule = \"wsd\"\n",
+            c.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let run = tmp.path().join("run");
+    let (f, r) = (cfg.to_str().unwrap(), run.to_str().unwrap());
+    ok(moegrow(&["train", "--config", f, "--out", r, "--steps", "3"]));
+    assert_eq!(metrics(&run).len(), 3, "the flag overrides the file");
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("train.json")).unwrap()).unwrap();
+    assert_eq!(saved["batch_size"], 2);
+    assert_eq!(saved["seq_len"], 16);
+    assert_eq!(saved["schedule"], "wsd");
+    assert_eq!(metrics(&run)[0]["tokens"], 32);
+
+    std::fs::write(&cfg, "preset = \"tiny\"\nstepz = 2\n").unwrap();
+    let o = moegrow(&["train", "--config", f, "--out", r, "--force"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("run.toml") && err.contains("stepz"), "{err}");
 }
