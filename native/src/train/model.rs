@@ -317,7 +317,6 @@ impl Net {
     ) -> anyhow::Result<Output> {
         let cfg = &arch.config;
         let [b, t] = tokens.dims();
-        let h = cfg.hidden_size;
         let n = b * t;
         let ids = tokens.reshape([n]);
         let mut x = self.embed.val().select(0, ids); // [N, H]
@@ -346,7 +345,6 @@ impl Net {
             None => self.embed.val(),
         };
         let logits = x.matmul(head.transpose()).reshape([b, t, cfg.vocab_size]);
-        let _ = h;
         Ok(Output { logits, routing })
     }
 
@@ -374,8 +372,8 @@ impl Net {
         let mut k = proj(&blk.k, &blk.k_bias);
         let mut v = proj(&blk.v, &blk.v_bias);
         if arch.qk_norm == QkNorm::FullWidth {
-            q = rms_norm(q, blk.q_norm.as_ref().expect("q_norm").val(), eps);
-            k = rms_norm(k, blk.k_norm.as_ref().expect("k_norm").val(), eps);
+            q = rms_norm(q, blk.q_norm.as_ref().expect("the loader requires q_norm with q/k norm").val(), eps);
+            k = rms_norm(k, blk.k_norm.as_ref().expect("the loader requires k_norm with q/k norm").val(), eps);
         }
         if let Some(c) = arch.clip_qkv {
             let c = c as f64;
@@ -387,8 +385,8 @@ impl Net {
         let mut q = q.reshape([b, t, nh, d]);
         let mut k = k.reshape([b, t, nkv, d]);
         if arch.qk_norm == QkNorm::PerHead {
-            q = rms_norm(q, blk.q_norm.as_ref().expect("q_norm").val(), eps);
-            k = rms_norm(k, blk.k_norm.as_ref().expect("k_norm").val(), eps);
+            q = rms_norm(q, blk.q_norm.as_ref().expect("the loader requires q_norm with q/k norm").val(), eps);
+            k = rms_norm(k, blk.k_norm.as_ref().expect("the loader requires k_norm with q/k norm").val(), eps);
         }
         let q = rope.apply(q.swap_dims(1, 2));
         let k = rope.apply(k.swap_dims(1, 2));
