@@ -112,8 +112,13 @@ pub fn moe_forward(
     if router.routed_scaling_factor != 1.0 {
         weights = weights * router.routed_scaling_factor as f64;
     }
+    let max = lists.iter().map(|l| l.len()).max().unwrap_or(0);
     let mut out = if is_wgpu(&device) {
         dispatch_wgsl(moe, x.clone(), weights, &lists, k)
+    } else if max * e_count <= 2 * n * k {
+        // Balanced enough that padding every expert to the largest group wastes at most half:
+        // one batched product per projection keeps both cores busy.
+        dispatch_batched(moe, x.clone(), weights, &lists, k, max)
     } else {
         dispatch_per_expert(moe, x.clone(), weights, &lists, k)
     };
@@ -155,7 +160,7 @@ pub fn aux_loss(routing: &[LayerRouting], experts: usize) -> Option<Tensor<1>> {
 
 /// burn's own ops: tokens sorted by expert, one SwiGLU chain per expert over exactly its rows,
 /// weighted outputs scatter-added back to their tokens.
-fn dispatch_per_expert(
+pub(crate) fn dispatch_per_expert(
     moe: &Moe,
     x: Tensor<2>,
     weights: Tensor<2>,
@@ -224,6 +229,46 @@ fn dispatch_wgsl(
     let g = grouped_linear_wgsl(xs.clone(), stack(|f| &f.gate), plan.clone());
     let u = grouped_linear_wgsl(xs, stack(|f| &f.up), plan.clone());
     let y = grouped_linear_wgsl(silu(g) * u, stack(|f| &f.down), plan);
+    let w_pad = Tensor::cat(vec![weights.reshape([n * k]), Tensor::zeros([1], &device)], 0);
+    let w = w_pad.select(0, row_slot).unsqueeze_dim::<2>(1);
+    Tensor::<2>::zeros([n + 1, h], &device)
+        .select_assign(0, row_token, y * w, IndexingUpdateOp::Add)
+        .slice([0..n, 0..h])
+}
+
+/// burn's own ops, batched: every expert's rows padded to the largest group (padding rows read
+/// a zero row and carry zero weight), then one batched matmul per projection over all experts.
+pub(crate) fn dispatch_batched(
+    moe: &Moe,
+    x: Tensor<2>,
+    weights: Tensor<2>,
+    lists: &[Vec<(usize, usize)>],
+    k: usize,
+    cap: usize,
+) -> Tensor<2> {
+    let [n, h] = x.dims();
+    let e_count = lists.len();
+    let device = x.device();
+    let rows = e_count * cap;
+    let mut row_token = vec![n as i64; rows];
+    let mut row_slot = vec![(n * k) as i64; rows];
+    for (e, list) in lists.iter().enumerate() {
+        for (i, &(t, j)) in list.iter().enumerate() {
+            row_token[e * cap + i] = t as i64;
+            row_slot[e * cap + i] = (t * k + j) as i64;
+        }
+    }
+    let row_token = Tensor::<1, Int>::from_data(TensorData::new(row_token, [rows]), &device);
+    let row_slot = Tensor::<1, Int>::from_data(TensorData::new(row_slot, [rows]), &device);
+    let x_pad = Tensor::cat(vec![x, Tensor::zeros([1, h], &device)], 0);
+    let xs = x_pad.select(0, row_token.clone()).reshape([e_count, cap, h]);
+    let stack_t = |pick: fn(&Ffn) -> &Param<Tensor<2>>| -> Tensor<3> {
+        let w: Tensor<3> = Tensor::stack(moe.experts.iter().map(|f| pick(f).val()).collect(), 0);
+        w.swap_dims(1, 2)
+    };
+    let g = xs.clone().matmul(stack_t(|f| &f.gate));
+    let u = xs.matmul(stack_t(|f| &f.up));
+    let y = (silu(g) * u).matmul(stack_t(|f| &f.down)).reshape([rows, h]);
     let w_pad = Tensor::cat(vec![weights.reshape([n * k]), Tensor::zeros([1], &device)], 0);
     let w = w_pad.select(0, row_slot).unsqueeze_dim::<2>(1);
     Tensor::<2>::zeros([n + 1, h], &device)
