@@ -196,17 +196,24 @@ where
             .draw_series(LineSeries::new(v.clone(), color.stroke_width(2)))
             .map_err(|e| err(&e))?
             .label(name.clone())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
+            });
     }
     for (i, (name, y)) in a.hlines.iter().enumerate() {
         let shade = 60 + 50 * (i as u8 % 3);
         let color = RGBColor(shade, shade, shade).to_rgba();
         let y = *y;
         chart
-            .draw_series(LineSeries::new(vec![(x0, y), (x1, y)], color.stroke_width(1)))
+            .draw_series(LineSeries::new(
+                vec![(x0, y), (x1, y)],
+                color.stroke_width(1),
+            ))
             .map_err(|e| err(&e))?
             .label(name.clone())
-            .legend(move |(x, yy)| PathElement::new(vec![(x, yy), (x + 18, yy)], color.stroke_width(1)));
+            .legend(move |(x, yy)| {
+                PathElement::new(vec![(x, yy), (x + 18, yy)], color.stroke_width(1))
+            });
     }
     chart
         .configure_series_labels()

@@ -62,8 +62,21 @@ fn metrics(run: &Path) -> Vec<serde_json::Value> {
 }
 
 const BASE: &[&str] = &[
-    "train", "--preset", "tiny", "--device", "cpu", "--batch-size", "2", "--seq-len", "32",
-    "--lr", "3e-3", "--warmup", "2", "--eval-sequences", "4",
+    "train",
+    "--preset",
+    "tiny",
+    "--device",
+    "cpu",
+    "--batch-size",
+    "2",
+    "--seq-len",
+    "32",
+    "--lr",
+    "3e-3",
+    "--warmup",
+    "2",
+    "--eval-sequences",
+    "4",
 ];
 
 fn train(corpus: &Path, out: &Path, extra: &[&str]) -> Output {
@@ -79,14 +92,21 @@ fn train_writes_metrics_plots_and_a_checkpoint_that_grows_and_trains_on() {
     let tmp = tempfile::tempdir().unwrap();
     let c = corpus(tmp.path());
     let run = tmp.path().join("run");
-    ok(train(&c, &run, &["--steps", "6", "--eval-every", "3", "--csv"]));
+    ok(train(
+        &c,
+        &run,
+        &["--steps", "6", "--eval-every", "3", "--csv"],
+    ));
     let m = metrics(&run);
     assert_eq!(m.len(), 6, "{m:?}");
     let csv = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
     let rows: Vec<&str> = csv.lines().collect();
     assert_eq!(rows.len(), 7, "{csv}");
     assert!(rows[0].starts_with("step,loss,"), "{csv}");
-    assert!(rows[3].starts_with("3,") && !rows[3].ends_with(','), "step 3 has an eval loss: {csv}");
+    assert!(
+        rows[3].starts_with("3,") && !rows[3].ends_with(','),
+        "step 3 has an eval loss: {csv}"
+    );
     for (i, r) in m.iter().enumerate() {
         assert_eq!(r["step"], i + 1);
         for k in ["loss", "lr", "tokens", "flops", "grad_norm", "tokens_per_s"] {
@@ -99,26 +119,68 @@ fn train_writes_metrics_plots_and_a_checkpoint_that_grows_and_trains_on() {
     // FLOPs = 6 · activated parameters · tokens.
     let flops_per_token = m[0]["flops"].as_f64().unwrap() / 64.0;
     assert!((m[5]["flops"].as_f64().unwrap() - flops_per_token * 384.0).abs() < 1.0);
-    for f in ["final/config.json", "final/model.safetensors", "final/tokenizer.json", "loss.png", "loss.svg", "summary.json", "train.json"] {
+    for f in [
+        "final/config.json",
+        "final/model.safetensors",
+        "final/tokenizer.json",
+        "loss.png",
+        "loss.svg",
+        "summary.json",
+        "train.json",
+    ] {
         assert!(run.join(f).exists(), "{f} missing");
     }
-    let inspect = ok(moegrow(&["inspect", run.join("final").to_str().unwrap(), "--device", "cpu"]));
+    let inspect = ok(moegrow(&[
+        "inspect",
+        run.join("final").to_str().unwrap(),
+        "--device",
+        "cpu",
+    ]));
     assert!(String::from_utf8_lossy(&inspect.stdout).contains("Qwen3-MoE"));
 
     // Grow the trained model and continue: the sunk FLOPs travel with it.
     let grown = tmp.path().join("grown");
-    ok(moegrow(&["grow", run.join("final").to_str().unwrap(), grown.to_str().unwrap(), "--depth", "2", "--experts", "2", "--noise", "0.01"]));
+    ok(moegrow(&[
+        "grow",
+        run.join("final").to_str().unwrap(),
+        grown.to_str().unwrap(),
+        "--depth",
+        "2",
+        "--experts",
+        "2",
+        "--noise",
+        "0.01",
+    ]));
     let run2 = tmp.path().join("run2");
     let g = grown.to_str().unwrap();
     ok(moegrow(&[
-        "train", "--init", g, "--corpus", c.to_str().unwrap(), "--out", run2.to_str().unwrap(),
-        "--device", "cpu", "--steps", "2", "--batch-size", "2", "--seq-len", "32", "--eval-every", "0",
-        "--eval-sequences", "2",
+        "train",
+        "--init",
+        g,
+        "--corpus",
+        c.to_str().unwrap(),
+        "--out",
+        run2.to_str().unwrap(),
+        "--device",
+        "cpu",
+        "--steps",
+        "2",
+        "--batch-size",
+        "2",
+        "--seq-len",
+        "32",
+        "--eval-every",
+        "0",
+        "--eval-sequences",
+        "2",
     ]));
     let m2 = metrics(&run2);
     let sunk = m[5]["flops"].as_f64().unwrap();
     let first = m2[0]["flops"].as_f64().unwrap();
-    assert!(first > sunk, "continued run's cumulative FLOPs {first} should start above the base's {sunk}");
+    assert!(
+        first > sunk,
+        "continued run's cumulative FLOPs {first} should start above the base's {sunk}"
+    );
     assert!((m2[0]["trained_flops"].as_f64().unwrap() - (first - sunk)).abs() / sunk < 1e-9);
     // The grown model kept the trained tokenizer.
     assert_eq!(
@@ -149,8 +211,14 @@ fn a_killed_run_resumes_on_the_same_loss_curve() {
     assert!(killed.join("checkpoints/step-0000003").exists());
     // Resume: continues from step 3 (at most one checkpoint interval lost).
     let (k, cs) = (killed.to_str().unwrap(), c.to_str().unwrap());
-    let o = ok(moegrow(&["train", "--resume", "--out", k, "--corpus", cs, "--steps", "8", "--device", "cpu"]));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("resuming"), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = ok(moegrow(&[
+        "train", "--resume", "--out", k, "--corpus", cs, "--steps", "8", "--device", "cpu",
+    ]));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("resuming"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let (a, b) = (metrics(&straight), metrics(&killed));
     assert_eq!(a.len(), 8);
     assert_eq!(b.len(), 8, "no duplicated or missing steps: {b:?}");
@@ -160,9 +228,18 @@ fn a_killed_run_resumes_on_the_same_loss_curve() {
         assert_eq!(x["lr"], y["lr"]);
         for key in ["loss", "eval_loss"] {
             if let (Some(p), Some(q)) = (x[key].as_f64(), y[key].as_f64()) {
-                assert!((p - q).abs() <= 1e-5 * p.abs(), "step {}: {key} {p} uninterrupted vs {q} resumed", x["step"]);
+                assert!(
+                    (p - q).abs() <= 1e-5 * p.abs(),
+                    "step {}: {key} {p} uninterrupted vs {q} resumed",
+                    x["step"]
+                );
             } else {
-                assert_eq!(x[key].is_null(), y[key].is_null(), "step {}: {key}", x["step"]);
+                assert_eq!(
+                    x[key].is_null(),
+                    y[key].is_null(),
+                    "step {}: {key}",
+                    x["step"]
+                );
             }
         }
     }
@@ -178,13 +255,47 @@ fn bad_training_requests_fail_clearly() {
     let out = tmp.path().join("r");
     let o = out.to_str().unwrap();
     let cases: Vec<(Vec<&str>, &str)> = vec![
-        (vec!["train", "--out", o, "--steps", "1"], "--init CHECKPOINT"),
-        (vec!["train", "--out", o, "--init", "/nonexistent/ckpt", "--preset", "tiny"], "not both"),
-        (vec!["train", "--out", o, "--init", "/nonexistent/ckpt"], "/nonexistent/ckpt"),
-        (vec!["train", "--out", o, "--preset", "huge"], "unknown preset"),
+        (
+            vec!["train", "--out", o, "--steps", "1"],
+            "--init CHECKPOINT",
+        ),
+        (
+            vec![
+                "train",
+                "--out",
+                o,
+                "--init",
+                "/nonexistent/ckpt",
+                "--preset",
+                "tiny",
+            ],
+            "not both",
+        ),
+        (
+            vec!["train", "--out", o, "--init", "/nonexistent/ckpt"],
+            "/nonexistent/ckpt",
+        ),
+        (
+            vec!["train", "--out", o, "--preset", "huge"],
+            "unknown preset",
+        ),
         (vec!["train", "--out", o, "--resume"], "train.json"),
-        (vec!["train", "--out", o, "--preset", "tiny", "--steps", "0"], "--steps must be at least 1"),
-        (vec!["train", "--out", o, "--preset", "tiny", "--corpus", "/nonexistent/corpus"], "/nonexistent/corpus"),
+        (
+            vec!["train", "--out", o, "--preset", "tiny", "--steps", "0"],
+            "--steps must be at least 1",
+        ),
+        (
+            vec![
+                "train",
+                "--out",
+                o,
+                "--preset",
+                "tiny",
+                "--corpus",
+                "/nonexistent/corpus",
+            ],
+            "/nonexistent/corpus",
+        ),
     ];
     for (args, want) in cases {
         let r = moegrow(&args);
@@ -210,7 +321,9 @@ fn a_toml_config_sets_options_and_flags_override_it() {
     .unwrap();
     let run = tmp.path().join("run");
     let (f, r) = (cfg.to_str().unwrap(), run.to_str().unwrap());
-    ok(moegrow(&["train", "--config", f, "--out", r, "--steps", "3"]));
+    ok(moegrow(&[
+        "train", "--config", f, "--out", r, "--steps", "3",
+    ]));
     assert_eq!(metrics(&run).len(), 3, "the flag overrides the file");
     let saved: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(run.join("train.json")).unwrap()).unwrap();

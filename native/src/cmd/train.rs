@@ -107,7 +107,8 @@ pub fn resolve(a: &Args) -> anyhow::Result<TrainConfig> {
         Some(p) => {
             let text = std::fs::read_to_string(p)
                 .with_context(|| format!("cannot read {}", p.display()))?;
-            toml::from_str(&text).with_context(|| format!("{}: invalid training configuration", p.display()))?
+            toml::from_str(&text)
+                .with_context(|| format!("{}: invalid training configuration", p.display()))?
         }
         None => TrainConfig::default(),
     };
@@ -115,9 +116,28 @@ pub fn resolve(a: &Args) -> anyhow::Result<TrainConfig> {
         ($($f:ident),*) => { $( if let Some(v) = a.$f.clone() { c.$f = v; } )* };
     }
     set!(
-        device, steps, batch_size, seq_len, grad_accum, lr, schedule, warmup, min_lr_ratio,
-        decay_fraction, beta1, beta2, weight_decay, clip, bias_rate, eval_every, eval_sequences,
-        save_every, keep_checkpoints, log_every, seed, init_std
+        device,
+        steps,
+        batch_size,
+        seq_len,
+        grad_accum,
+        lr,
+        schedule,
+        warmup,
+        min_lr_ratio,
+        decay_fraction,
+        beta1,
+        beta2,
+        weight_decay,
+        clip,
+        bias_rate,
+        eval_every,
+        eval_sequences,
+        save_every,
+        keep_checkpoints,
+        log_every,
+        seed,
+        init_std
     );
     if a.init.is_some() {
         c.init = a.init.clone();

@@ -27,7 +27,10 @@ impl Arch {
             ),
         };
         if config.head_dim % 2 != 0 {
-            bail!("head_dim {} must be even for rotary embeddings", config.head_dim);
+            bail!(
+                "head_dim {} must be even for rotary embeddings",
+                config.head_dim
+            );
         }
         if config.num_heads % config.num_kv_heads != 0 {
             bail!(
@@ -53,6 +56,8 @@ impl Arch {
 
     /// The number of MoE layers (the aux loss averages over them).
     pub fn moe_layers(&self) -> usize {
-        (0..self.config.num_layers).filter(|&l| self.is_moe(l)).count()
+        (0..self.config.num_layers)
+            .filter(|&l| self.is_moe(l))
+            .count()
     }
 }

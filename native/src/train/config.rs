@@ -115,7 +115,8 @@ impl TrainConfig {
         if !["auto", "cpu", "gpu"].contains(&self.device.as_str()) {
             bail!("--device must be auto, cpu or gpu, got `{}`", self.device);
         }
-        if !(0.0..=1.0).contains(&self.decay_fraction) || !(0.0..=1.0).contains(&self.min_lr_ratio) {
+        if !(0.0..=1.0).contains(&self.decay_fraction) || !(0.0..=1.0).contains(&self.min_lr_ratio)
+        {
             bail!("--decay-fraction and --min-lr-ratio must lie in [0, 1]");
         }
         Ok(())

@@ -12,7 +12,9 @@ use burn::backend::autodiff::checkpoint::strategy::{
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{binary, Backward, Ops, OpsKind};
 use burn::backend::tensor::FloatTensor;
-use burn::backend::wgpu::{into_contiguous, CubeTensor, KernelSource, SourceKernel, SourceTemplate};
+use burn::backend::wgpu::{
+    into_contiguous, CubeTensor, KernelSource, SourceKernel, SourceTemplate,
+};
 use burn::backend::{
     Autodiff, AutodiffBackend, Cube, DispatchDevice, DispatchKindConversion, DispatchTensor,
     TensorMetadata,
@@ -73,7 +75,10 @@ impl TilePlan {
 
 /// Whether tensors on `device` run on burn's wgpu backend (where our kernels apply).
 pub fn is_wgpu(device: &Device) -> bool {
-    matches!(device.clone().inner().as_dispatch(), DispatchDevice::Cube(_))
+    matches!(
+        device.clone().inner().as_dispatch(),
+        DispatchDevice::Cube(_)
+    )
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -118,7 +123,13 @@ fn launch(entry: Entry, count: CubeCount, bufs: [&CubeTensor; 3], info: Vec<u64>
 
 fn empty(like: &CubeTensor, shape: Shape) -> CubeTensor {
     let h = like.client.empty(shape.num_elements() * 4);
-    CubeTensor::new_contiguous(like.client.clone(), like.device.clone(), shape, h, DType::F32)
+    CubeTensor::new_contiguous(
+        like.client.clone(),
+        like.device.clone(),
+        shape,
+        h,
+        DType::F32,
+    )
 }
 
 fn check_f32(t: &CubeTensor, what: &str) {
@@ -133,7 +144,11 @@ fn nt(x: CubeTensor, w: CubeTensor, plan: &TilePlan) -> CubeTensor {
     let [r, k] = x.shape().dims::<2>();
     let [_, n, _] = w.shape().dims::<3>();
     let y = empty(&x, Shape::new([r, n]));
-    let count = CubeCount::Static(n.div_ceil(16) as u32, plan.tile_expert.len().max(1) as u32, 1);
+    let count = CubeCount::Static(
+        n.div_ceil(16) as u32,
+        plan.tile_expert.len().max(1) as u32,
+        1,
+    );
     launch(Entry::Nt, count, [&x, &w, &y], plan.info(r, k, n));
     y
 }
@@ -144,7 +159,11 @@ fn nn(dy: CubeTensor, w: CubeTensor, plan: &TilePlan) -> CubeTensor {
     let [r, n] = dy.shape().dims::<2>();
     let [_, _, k] = w.shape().dims::<3>();
     let y = empty(&dy, Shape::new([r, k]));
-    let count = CubeCount::Static(k.div_ceil(16) as u32, plan.tile_expert.len().max(1) as u32, 1);
+    let count = CubeCount::Static(
+        k.div_ceil(16) as u32,
+        plan.tile_expert.len().max(1) as u32,
+        1,
+    );
     launch(Entry::Nn, count, [&dy, &w, &y], plan.info(r, k, n));
     y
 }
@@ -155,7 +174,11 @@ fn tn(dy: CubeTensor, x: CubeTensor, plan: &TilePlan) -> CubeTensor {
     let [r, n] = dy.shape().dims::<2>();
     let [_, k] = x.shape().dims::<2>();
     let y = empty(&dy, Shape::new([plan.experts, n, k]));
-    let count = CubeCount::Static(k.div_ceil(16) as u32, n.div_ceil(16) as u32, plan.experts as u32);
+    let count = CubeCount::Static(
+        k.div_ceil(16) as u32,
+        n.div_ceil(16) as u32,
+        plan.experts as u32,
+    );
     launch(Entry::Tn, count, [&dy, &x, &y], plan.info(r, k, n));
     y
 }
@@ -179,7 +202,9 @@ impl Backward<Cube, 2> for GroupedBackward {
     }
 }
 
-fn ad_primitive<C: CheckpointStrategy, const D: usize>(t: Tensor<D>) -> FloatTensor<Autodiff<Cube, C>>
+fn ad_primitive<C: CheckpointStrategy, const D: usize>(
+    t: Tensor<D>,
+) -> FloatTensor<Autodiff<Cube, C>>
 where
     DispatchTensor: DispatchKindConversion<Autodiff<Cube, C>>,
 {
@@ -200,7 +225,11 @@ where
     let (xp, xn) = ad_primitive::<C, 2>(x).into_parts();
     let (wp, wn) = ad_primitive::<C, 3>(w).into_parts();
     let plan = Arc::new(plan);
-    let out = match GroupedBackward.prepare::<C>([xn, wn]).compute_bound().stateful() {
+    let out = match GroupedBackward
+        .prepare::<C>([xn, wn])
+        .compute_bound()
+        .stateful()
+    {
         OpsKind::Tracked(prep) => {
             let y = nt(xp.clone(), wp.clone(), &plan);
             prep.finish((xp, wp, plan), y)
@@ -214,7 +243,11 @@ where
 /// each row's expert's `w[e]ᵀ` (`w [E, N, K]`, Hugging Face `[out, in]` matrices) → `[R, N]`,
 /// on the wgpu backend with our kernels. Differentiable in `x` and `w`.
 pub fn grouped_linear_wgsl(x: Tensor<2>, w: Tensor<3>, plan: TilePlan) -> Tensor<2> {
-    assert_eq!(x.dims()[0], plan.rows(), "grouped matmul: x rows must equal the padded plan rows");
+    assert_eq!(
+        x.dims()[0],
+        plan.rows(),
+        "grouped matmul: x rows must equal the padded plan rows"
+    );
     let device = x.device();
     if !(x.is_autodiff() || w.is_autodiff()) {
         let y = nt(
@@ -240,7 +273,10 @@ pub fn grouped_linear_reference(x: Tensor<2>, w: Tensor<3>, plan: &TilePlan) -> 
     let [_, n, _] = w.dims();
     let mut outs = Vec::new();
     for e in 0..plan.experts {
-        let (a, b) = (plan.tile_start[e] as usize * TILE, plan.tile_start[e + 1] as usize * TILE);
+        let (a, b) = (
+            plan.tile_start[e] as usize * TILE,
+            plan.tile_start[e + 1] as usize * TILE,
+        );
         if a == b {
             continue;
         }
@@ -277,7 +313,11 @@ pub fn select_experts_wgsl(
     let [n, e] = logits.dims();
     anyhow::ensure!(top_k <= e, "top-k {top_k} exceeds the {e} experts");
     let logits = logits.detach();
-    let logits = if logits.is_autodiff() { logits.inner() } else { logits };
+    let logits = if logits.is_autodiff() {
+        logits.inner()
+    } else {
+        logits
+    };
     let device = logits.device();
     let bias = Tensor::<1>::from_data(
         burn::tensor::TensorData::new(bias.map_or_else(|| vec![0.0; e], |b| b.to_vec()), [e]),
@@ -287,7 +327,11 @@ pub fn select_experts_wgsl(
     let b = bias.try_into_primitive::<Cube>().expect("a wgpu tensor");
     let out = empty(&l, Shape::new([n, top_k]));
     let groups = n.div_ceil(64).max(1) as u32;
-    let (gx, gy) = if groups <= 65535 { (groups, 1) } else { (65535, groups.div_ceil(65535)) };
+    let (gx, gy) = if groups <= 65535 {
+        (groups, 1)
+    } else {
+        (65535, groups.div_ceil(65535))
+    };
     let args = KernelArguments::new()
         .with_buffer(l.handle.clone().binding())
         .with_buffer(b.handle.clone().binding())

@@ -135,7 +135,10 @@ fn param<const D: usize>(
     device: &Device,
 ) -> anyhow::Result<Param<Tensor<D>>> {
     if t.shape.len() != D {
-        anyhow::bail!("internal: expected a rank-{D} tensor, got shape {:?}", t.shape);
+        anyhow::bail!(
+            "internal: expected a rank-{D} tensor, got shape {:?}",
+            t.shape
+        );
     }
     let mut tensor =
         Tensor::<D>::from_data(TensorData::new(t.values.clone(), t.shape.clone()), device);
@@ -246,7 +249,11 @@ impl Net {
 
     /// Download every parameter into `w` (same roles, the dtypes `w` already records).
     pub fn store(&self, w: &mut HostWeights) -> anyhow::Result<()> {
-        fn put<const D: usize>(w: &mut HostWeights, r: Role, p: &Param<Tensor<D>>) -> anyhow::Result<()> {
+        fn put<const D: usize>(
+            w: &mut HostWeights,
+            r: Role,
+            p: &Param<Tensor<D>>,
+        ) -> anyhow::Result<()> {
             let data = p.val().into_data();
             let values = data
                 .try_to_vec::<f32>()
@@ -258,11 +265,12 @@ impl Net {
             t.values = values;
             Ok(())
         }
-        let ffn = |w: &mut HostWeights, f: &Ffn, role: &dyn Fn(Proj) -> Role| -> anyhow::Result<()> {
-            put(w, role(Proj::Gate), &f.gate)?;
-            put(w, role(Proj::Up), &f.up)?;
-            put(w, role(Proj::Down), &f.down)
-        };
+        let ffn =
+            |w: &mut HostWeights, f: &Ffn, role: &dyn Fn(Proj) -> Role| -> anyhow::Result<()> {
+                put(w, role(Proj::Gate), &f.gate)?;
+                put(w, role(Proj::Up), &f.up)?;
+                put(w, role(Proj::Down), &f.down)
+            };
         put(w, Role::Embed, &self.embed)?;
         for (l, b) in self.blocks.iter().enumerate() {
             let r = |x: L| Role::Layer(l, x);
@@ -372,8 +380,22 @@ impl Net {
         let mut k = proj(&blk.k, &blk.k_bias);
         let mut v = proj(&blk.v, &blk.v_bias);
         if arch.qk_norm == QkNorm::FullWidth {
-            q = rms_norm(q, blk.q_norm.as_ref().expect("the loader requires q_norm with q/k norm").val(), eps);
-            k = rms_norm(k, blk.k_norm.as_ref().expect("the loader requires k_norm with q/k norm").val(), eps);
+            q = rms_norm(
+                q,
+                blk.q_norm
+                    .as_ref()
+                    .expect("the loader requires q_norm with q/k norm")
+                    .val(),
+                eps,
+            );
+            k = rms_norm(
+                k,
+                blk.k_norm
+                    .as_ref()
+                    .expect("the loader requires k_norm with q/k norm")
+                    .val(),
+                eps,
+            );
         }
         if let Some(c) = arch.clip_qkv {
             let c = c as f64;
@@ -385,8 +407,22 @@ impl Net {
         let mut q = q.reshape([b, t, nh, d]);
         let mut k = k.reshape([b, t, nkv, d]);
         if arch.qk_norm == QkNorm::PerHead {
-            q = rms_norm(q, blk.q_norm.as_ref().expect("the loader requires q_norm with q/k norm").val(), eps);
-            k = rms_norm(k, blk.k_norm.as_ref().expect("the loader requires k_norm with q/k norm").val(), eps);
+            q = rms_norm(
+                q,
+                blk.q_norm
+                    .as_ref()
+                    .expect("the loader requires q_norm with q/k norm")
+                    .val(),
+                eps,
+            );
+            k = rms_norm(
+                k,
+                blk.k_norm
+                    .as_ref()
+                    .expect("the loader requires k_norm with q/k norm")
+                    .val(),
+                eps,
+            );
         }
         let q = rope.apply(q.swap_dims(1, 2));
         let k = rope.apply(k.swap_dims(1, 2));

@@ -72,15 +72,10 @@ pub fn moe_forward(
     let k = cfg.moe.top_k;
     let device = x.device();
     let logits = x.clone().matmul(moe.router.val().transpose()); // [N, E]
-    // Selection: our WGSL kernel on the wgpu device, `core`'s reference router elsewhere (and for
-    // group-limited routing, which the trainable families do not use).
+                                                                 // Selection: our WGSL kernel on the wgpu device, `core`'s reference router elsewhere (and for
+                                                                 // group-limited routing, which the trainable families do not use).
     let chosen: Vec<usize> = if is_wgpu(&device) && router.group_limit.is_none() {
-        select_experts_wgsl(
-            logits.clone(),
-            bias,
-            k,
-            router.scoring == Scoring::Sigmoid,
-        )?
+        select_experts_wgsl(logits.clone(), bias, k, router.scoring == Scoring::Sigmoid)?
     } else {
         let host: Vec<f32> = logits
             .clone()
@@ -205,35 +200,19 @@ fn dispatch_wgsl(
     lists: &[Vec<(usize, usize)>],
     k: usize,
 ) -> Tensor<2> {
-    let [n, h] = x.dims();
-    let device = x.device();
+    let [n, _] = x.dims();
     let counts: Vec<usize> = lists.iter().map(|l| l.len()).collect();
     let plan = TilePlan::new(&counts);
-    let rows = plan.rows();
-    let mut row_token = vec![n as i64; rows];
-    let mut row_slot = vec![(n * k) as i64; rows];
-    for (e, list) in lists.iter().enumerate() {
-        let base = plan.tile_start[e] as usize * TILE;
-        for (i, &(t, j)) in list.iter().enumerate() {
-            row_token[base + i] = t as i64;
-            row_slot[base + i] = (t * k + j) as i64;
-        }
-    }
-    let row_token = Tensor::<1, Int>::from_data(TensorData::new(row_token, [rows]), &device);
-    let row_slot = Tensor::<1, Int>::from_data(TensorData::new(row_slot, [rows]), &device);
-    let x_pad = Tensor::cat(vec![x, Tensor::zeros([1, h], &device)], 0);
-    let xs = x_pad.select(0, row_token.clone());
+    let base: Vec<usize> = plan.tile_start.iter().map(|&t| t as usize * TILE).collect();
+    let rows = PaddedRows::new(lists, &base, plan.rows(), n, k, &x.device());
+    let xs = rows.gather(x);
     let stack = |pick: fn(&Ffn) -> &Param<Tensor<2>>| -> Tensor<3> {
         Tensor::stack(moe.experts.iter().map(|f| pick(f).val()).collect(), 0)
     };
     let g = grouped_linear_wgsl(xs.clone(), stack(|f| &f.gate), plan.clone());
     let u = grouped_linear_wgsl(xs, stack(|f| &f.up), plan.clone());
     let y = grouped_linear_wgsl(silu(g) * u, stack(|f| &f.down), plan);
-    let w_pad = Tensor::cat(vec![weights.reshape([n * k]), Tensor::zeros([1], &device)], 0);
-    let w = w_pad.select(0, row_slot).unsqueeze_dim::<2>(1);
-    Tensor::<2>::zeros([n + 1, h], &device)
-        .select_assign(0, row_token, y * w, IndexingUpdateOp::Add)
-        .slice([0..n, 0..h])
+    rows.scatter(y, weights)
 }
 
 /// burn's own ops, batched: every expert's rows padded to the largest group (padding rows read
@@ -248,30 +227,71 @@ pub(crate) fn dispatch_batched(
 ) -> Tensor<2> {
     let [n, h] = x.dims();
     let e_count = lists.len();
-    let device = x.device();
-    let rows = e_count * cap;
-    let mut row_token = vec![n as i64; rows];
-    let mut row_slot = vec![(n * k) as i64; rows];
-    for (e, list) in lists.iter().enumerate() {
-        for (i, &(t, j)) in list.iter().enumerate() {
-            row_token[e * cap + i] = t as i64;
-            row_slot[e * cap + i] = (t * k + j) as i64;
-        }
-    }
-    let row_token = Tensor::<1, Int>::from_data(TensorData::new(row_token, [rows]), &device);
-    let row_slot = Tensor::<1, Int>::from_data(TensorData::new(row_slot, [rows]), &device);
-    let x_pad = Tensor::cat(vec![x, Tensor::zeros([1, h], &device)], 0);
-    let xs = x_pad.select(0, row_token.clone()).reshape([e_count, cap, h]);
+    let base: Vec<usize> = (0..e_count).map(|e| e * cap).collect();
+    let rows = PaddedRows::new(lists, &base, e_count * cap, n, k, &x.device());
+    let xs = rows.gather(x).reshape([e_count, cap, h]);
     let stack_t = |pick: fn(&Ffn) -> &Param<Tensor<2>>| -> Tensor<3> {
         let w: Tensor<3> = Tensor::stack(moe.experts.iter().map(|f| pick(f).val()).collect(), 0);
         w.swap_dims(1, 2)
     };
     let g = xs.clone().matmul(stack_t(|f| &f.gate));
     let u = xs.matmul(stack_t(|f| &f.up));
-    let y = (silu(g) * u).matmul(stack_t(|f| &f.down)).reshape([rows, h]);
-    let w_pad = Tensor::cat(vec![weights.reshape([n * k]), Tensor::zeros([1], &device)], 0);
-    let w = w_pad.select(0, row_slot).unsqueeze_dim::<2>(1);
-    Tensor::<2>::zeros([n + 1, h], &device)
-        .select_assign(0, row_token, y * w, IndexingUpdateOp::Add)
-        .slice([0..n, 0..h])
+    let y = (silu(g) * u)
+        .matmul(stack_t(|f| &f.down))
+        .reshape([e_count * cap, h]);
+    rows.scatter(y, weights)
+}
+
+/// Expert-sorted rows with per-expert padding: which token each row reads (`n`, a zero row, for
+/// padding) and which routing weight it carries (`n·k`, a zero weight, for padding).
+struct PaddedRows {
+    token: Tensor<1, Int>,
+    slot: Tensor<1, Int>,
+}
+
+impl PaddedRows {
+    /// Expert `e`'s rows start at `base[e]`; `rows` in all.
+    fn new(
+        lists: &[Vec<(usize, usize)>],
+        base: &[usize],
+        rows: usize,
+        n: usize,
+        k: usize,
+        device: &burn::tensor::Device,
+    ) -> PaddedRows {
+        let mut token = vec![n as i64; rows];
+        let mut slot = vec![(n * k) as i64; rows];
+        for (list, &b) in lists.iter().zip(base) {
+            for (i, &(t, j)) in list.iter().enumerate() {
+                token[b + i] = t as i64;
+                slot[b + i] = (t * k + j) as i64;
+            }
+        }
+        PaddedRows {
+            token: Tensor::from_data(TensorData::new(token, [rows]), device),
+            slot: Tensor::from_data(TensorData::new(slot, [rows]), device),
+        }
+    }
+
+    /// The rows' inputs: `x [N, H]` gathered, padding rows zero.
+    fn gather(&self, x: Tensor<2>) -> Tensor<2> {
+        let [_, h] = x.dims();
+        let device = x.device();
+        Tensor::cat(vec![x, Tensor::zeros([1, h], &device)], 0).select(0, self.token.clone())
+    }
+
+    /// Weight each row's output `y [rows, H]` by its routing weight and add it to its token.
+    fn scatter(self, y: Tensor<2>, weights: Tensor<2>) -> Tensor<2> {
+        let [n, k] = weights.dims();
+        let [_, h] = y.dims();
+        let device = y.device();
+        let w_pad = Tensor::cat(
+            vec![weights.reshape([n * k]), Tensor::zeros([1], &device)],
+            0,
+        );
+        let w = w_pad.select(0, self.slot).unsqueeze_dim::<2>(1);
+        Tensor::<2>::zeros([n + 1, h], &device)
+            .select_assign(0, self.token, y * w, IndexingUpdateOp::Add)
+            .slice([0..n, 0..h])
+    }
 }

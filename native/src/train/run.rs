@@ -127,7 +127,10 @@ fn starting_weights(cfg: &TrainConfig) -> anyhow::Result<(HostWeights, f64)> {
         let name = cfg.preset.as_deref().unwrap_or("tiny");
         let p = preset(name)?;
         let config = ModelConfig::from_json(p.config_json(DType::F32))?;
-        Ok((HostWeights::initialised(&config, cfg.seed, cfg.init_std)?, 0.0))
+        Ok((
+            HostWeights::initialised(&config, cfg.seed, cfg.init_std)?,
+            0.0,
+        ))
     }
 }
 
@@ -367,7 +370,9 @@ impl Trainer {
         let net = std::mem::replace(&mut self.net, placeholder());
         self.net = self.optim.step(lr, net, grads);
         if self.cfg.bias_rate > 0.0 {
-            self.state.route_bias.update(&all_counts, self.cfg.bias_rate);
+            self.state
+                .route_bias
+                .update(&all_counts, self.cfg.bias_rate);
         }
         let tokens = (bs * seq * accum) as u64;
         self.state.tokens += tokens;
@@ -388,7 +393,8 @@ impl Trainer {
             let y: Vec<i64> = chunk.iter().flat_map(|(_, y)| y.clone()).collect();
             let b = to_batch(x, y, chunk.len(), self.cfg.seq_len, &device);
             let out = net.forward(&self.arch, &rope, b.inputs, &self.state.route_bias)?;
-            total += cross_entropy(out.logits, b.targets).into_scalar::<f32>() as f64 * chunk.len() as f64;
+            total += cross_entropy(out.logits, b.targets).into_scalar::<f32>() as f64
+                * chunk.len() as f64;
             n += chunk.len();
         }
         Ok(total / n.max(1) as f64)
@@ -396,7 +402,12 @@ impl Trainer {
 
     /// Write the model as a Hugging Face checkpoint at `dir` (atomically), with the tokenizer,
     /// the trainer state and, for resumable checkpoints, the optimizer state.
-    pub fn save(&mut self, dir: &Path, tokenizer_json: &[u8], with_optimizer: bool) -> anyhow::Result<()> {
+    pub fn save(
+        &mut self,
+        dir: &Path,
+        tokenizer_json: &[u8],
+        with_optimizer: bool,
+    ) -> anyhow::Result<()> {
         self.net.store(&mut self.host)?;
         let total = self.state.sunk_flops + self.state.trained_flops;
         let mut extra = vec![
@@ -443,7 +454,8 @@ impl Trainer {
 
     fn load_optimizer(&mut self, dir: &Path) -> anyhow::Result<()> {
         let path = dir.join(OPTIM_FILE);
-        let bytes = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        let bytes =
+            std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
         let optim = std::mem::replace(&mut self.optim, AdamWConfig::new().init());
         self.optim = optim
             .from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes))
@@ -470,7 +482,10 @@ pub fn run(mut cfg: TrainConfig, o: RunOptions) -> anyhow::Result<serde_json::Va
     let mut resume_from: Option<(PathBuf, TrainerState)> = None;
     if o.resume {
         let text = std::fs::read_to_string(&cfg_path).with_context(|| {
-            format!("--resume: {} has no train.json; start the run without --resume", out.display())
+            format!(
+                "--resume: {} has no train.json; start the run without --resume",
+                out.display()
+            )
         })?;
         let saved: TrainConfig = serde_json::from_str(&text)
             .with_context(|| format!("{}: not a training configuration", cfg_path.display()))?;
@@ -490,7 +505,8 @@ pub fn run(mut cfg: TrainConfig, o: RunOptions) -> anyhow::Result<serde_json::Va
         for sub in ["checkpoints", "final"] {
             let p = out.join(sub);
             if p.exists() {
-                std::fs::remove_dir_all(&p).with_context(|| format!("cannot remove {}", p.display()))?;
+                std::fs::remove_dir_all(&p)
+                    .with_context(|| format!("cannot remove {}", p.display()))?;
             }
         }
         let _ = std::fs::remove_file(out.join("metrics.jsonl"));
@@ -515,7 +531,8 @@ pub fn run(mut cfg: TrainConfig, o: RunOptions) -> anyhow::Result<serde_json::Va
     let tok_path = out.join("tokenizer.json");
     let init_tok = cfg.init.as_ref().map(|p| p.join("tokenizer.json"));
     let tk: Tokenizer = if tok_path.exists() && o.resume {
-        Tokenizer::from_file(&tok_path).map_err(|e| anyhow::anyhow!("{}: {e}", tok_path.display()))?
+        Tokenizer::from_file(&tok_path)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", tok_path.display()))?
     } else if let Some(p) = init_tok.as_ref().filter(|p| p.exists()) {
         Tokenizer::from_file(p).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?
     } else {
@@ -548,10 +565,18 @@ pub fn run(mut cfg: TrainConfig, o: RunOptions) -> anyhow::Result<serde_json::Va
         t.load_optimizer(dir)?;
         t.state = state.clone();
         truncate_metrics(&metrics_path, state.step)?;
-        eprintln!("resuming {} at step {} from {}", out.display(), state.step, dir.display());
+        eprintln!(
+            "resuming {} at step {} from {}",
+            out.display(),
+            state.step,
+            dir.display()
+        );
     } else {
         if o.resume {
-            eprintln!("{} has no checkpoint yet; starting the run over", out.display());
+            eprintln!(
+                "{} has no checkpoint yet; starting the run over",
+                out.display()
+            );
         }
         let _ = std::fs::remove_file(&metrics_path);
     }
@@ -591,9 +616,15 @@ pub fn run(mut cfg: TrainConfig, o: RunOptions) -> anyhow::Result<serde_json::Va
     let mut csv = if cfg.csv {
         let p = out.join("metrics.csv");
         let fresh = !p.exists() || resume_from.is_none();
-        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&p)?;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&p)?;
         if fresh {
-            writeln!(f, "step,loss,aux_loss,lr,tokens,flops,grad_norm,tokens_per_s,eval_loss")?;
+            writeln!(
+                f,
+                "step,loss,aux_loss,lr,tokens,flops,grad_norm,tokens_per_s,eval_loss"
+            )?;
         }
         Some(f)
     } else {
@@ -679,7 +710,10 @@ pub fn run(mut cfg: TrainConfig, o: RunOptions) -> anyhow::Result<serde_json::Va
         "device": t.device_name, "elapsed_s": t.state.elapsed_s,
         "parameters": counts,
     });
-    std::fs::write(out.join("summary.json"), serde_json::to_string_pretty(&summary)? + "\n")?;
+    std::fs::write(
+        out.join("summary.json"),
+        serde_json::to_string_pretty(&summary)? + "\n",
+    )?;
     println!(
         "trained {} steps ({} tokens) in {:.1} s: loss {:.4}, held-out {} (unigram baseline {:.3}); wrote {}",
         t.state.step,
@@ -697,7 +731,10 @@ fn prune_checkpoints(out: &Path, keep: usize) -> anyhow::Result<()> {
     let dir = out.join("checkpoints");
     let mut all: Vec<PathBuf> = std::fs::read_dir(&dir)?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("step-")))
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("step-"))
+        })
         .collect();
     all.sort();
     let keep = keep.max(1);
@@ -723,7 +760,10 @@ fn plot_metrics(out: &Path, unigram: f64) -> anyhow::Result<()> {
             eval.push((s, e));
         }
     }
-    let series = vec![("train loss".to_string(), train), ("held-out loss".to_string(), eval)];
+    let series = vec![
+        ("train loss".to_string(), train),
+        ("held-out loss".to_string(), eval),
+    ];
     let hl = vec![("unigram baseline (held-out)".to_string(), unigram)];
     for ext in ["png", "svg"] {
         crate::plot::lines(

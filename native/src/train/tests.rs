@@ -83,7 +83,10 @@ fn logits_match_transformers_on_every_trainable_fixture() {
             .zip(&want)
             .enumerate()
             .map(|(i, (a, b))| ((a - b).abs(), i))
-            .fold((0f32, 0), |m, x| if x.0 > m.0 || x.0.is_nan() { x } else { m });
+            .fold(
+                (0f32, 0),
+                |m, x| if x.0 > m.0 || x.0.is_nan() { x } else { m },
+            );
         if !(worst <= 1e-4) {
             let v = arch.config.vocab_size;
             failures.push(format!(
@@ -101,12 +104,19 @@ fn logits_match_transformers_on_every_trainable_fixture() {
 #[test]
 fn load_then_save_is_identical_tensor_by_tensor() {
     let device = Device::flex();
-    for name in ["qwen3_moe_experts_f32", "mixtral_fused_bf16", "olmoe_fused_f32", "qwen2_moe_experts_bf16"] {
+    for name in [
+        "qwen3_moe_experts_f32",
+        "mixtral_fused_bf16",
+        "olmoe_fused_f32",
+        "qwen2_moe_experts_bf16",
+    ] {
         let dir = fixture(name);
         let ckpt = moegrow_core::Checkpoint::open(&dir).unwrap();
         let (_, mut host, net) = load(name, &device);
         // Scramble the host copy so that only what comes back from the device can pass.
-        host.tensors.values_mut().for_each(|t| t.values.iter_mut().for_each(|v| *v = 7.0));
+        host.tensors
+            .values_mut()
+            .for_each(|t| t.values.iter_mut().for_each(|v| *v = 7.0));
         net.store(&mut host).unwrap();
         let tmp = tempfile::tempdir().unwrap();
         let out = tmp.path().join("saved");
@@ -123,7 +133,11 @@ fn load_then_save_is_identical_tensor_by_tensor() {
         assert_eq!(back.layout, ckpt.layout, "{name}");
         assert_eq!(back.entries().len(), ckpt.entries().len(), "{name}");
         for (a, b) in ckpt.entries().iter().zip(back.entries()) {
-            assert_eq!((&a.name, a.dtype, &a.shape), (&b.name, b.dtype, &b.shape), "{name}");
+            assert_eq!(
+                (&a.name, a.dtype, &a.shape),
+                (&b.name, b.dtype, &b.shape),
+                "{name}"
+            );
             assert!(
                 ckpt.bytes(a.role).unwrap() == back.bytes(b.role).unwrap(),
                 "{name}: tensor {} differs after load/save",
@@ -137,7 +151,10 @@ fn load_then_save_is_identical_tensor_by_tensor() {
 struct Collect(Vec<(String, Vec<f32>)>);
 impl ModuleVisitor for Collect {
     fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
-        self.0.push((format!("{:?}", p.id), p.val().into_data().try_to_vec::<f32>().unwrap()));
+        self.0.push((
+            format!("{:?}", p.id),
+            p.val().into_data().try_to_vec::<f32>().unwrap(),
+        ));
     }
 }
 
@@ -151,7 +168,9 @@ fn loss_and_grads(name: &str, device: Device) -> (f32, Vec<(String, Vec<f32>)>) 
     let rope = RopeTables::new(&arch, t, &device);
     let xs = Tensor::<2, Int>::from_data(TensorData::new(x, [1, t]), &device);
     let ys = Tensor::<2, Int>::from_data(TensorData::new(y, [1, t]), &device);
-    let out = net.forward(&arch, &rope, xs, &RouteBias::default()).unwrap();
+    let out = net
+        .forward(&arch, &rope, xs, &RouteBias::default())
+        .unwrap();
     let aux = aux_loss(&out.routing, arch.config.moe.num_experts).unwrap();
     let loss = cross_entropy(out.logits, ys) + aux * 0.01;
     let value = loss.clone().into_scalar::<f32>();
@@ -162,8 +181,14 @@ fn loss_and_grads(name: &str, device: Device) -> (f32, Vec<(String, Vec<f32>)>) 
     struct G<'a>(&'a burn::optim::GradientsParams, Vec<(String, Vec<f32>)>);
     impl ModuleVisitor for G<'_> {
         fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
-            let g = self.0.get::<D>(p.id).expect("every parameter has a gradient");
-            self.1.push((format!("{:?}", p.id), g.into_data().try_to_vec::<f32>().unwrap()));
+            let g = self
+                .0
+                .get::<D>(p.id)
+                .expect("every parameter has a gradient");
+            self.1.push((
+                format!("{:?}", p.id),
+                g.into_data().try_to_vec::<f32>().unwrap(),
+            ));
         }
     }
     let mut g = G(&gp, Vec::new());
@@ -178,7 +203,10 @@ fn cpu_and_gpu_backends_give_the_same_loss_and_gradients() {
     let (cpu_loss, cpu) = loss_and_grads(name, Device::flex().autodiff());
     let (gpu_device, _) = super::run::open_device("gpu").expect("a wgpu adapter (lavapipe in CI)");
     let (gpu_loss, gpu) = loss_and_grads(name, gpu_device.autodiff());
-    assert!((cpu_loss - gpu_loss).abs() < 1e-4, "loss: cpu {cpu_loss} gpu {gpu_loss}");
+    assert!(
+        (cpu_loss - gpu_loss).abs() < 1e-4,
+        "loss: cpu {cpu_loss} gpu {gpu_loss}"
+    );
     assert_eq!(cpu.len(), gpu.len());
     for ((id, a), (_, b)) in cpu.iter().zip(&gpu) {
         let scale = a.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-3);
@@ -240,8 +268,10 @@ fn grouped_matmul_kernels_match_the_cpu_reference_forward_and_backward() {
         let wv = seeded(e * n * k, 100 + case as u64);
         let dyv = seeded(rows * n, 200 + case as u64);
         let run = |device: Device, wgsl: bool| {
-            let x = Tensor::<2>::from_data(TensorData::new(xv.clone(), [rows, k]), &device).require_grad();
-            let w = Tensor::<3>::from_data(TensorData::new(wv.clone(), [e, n, k]), &device).require_grad();
+            let x = Tensor::<2>::from_data(TensorData::new(xv.clone(), [rows, k]), &device)
+                .require_grad();
+            let w = Tensor::<3>::from_data(TensorData::new(wv.clone(), [e, n, k]), &device)
+                .require_grad();
             let dy = Tensor::<2>::from_data(TensorData::new(dyv.clone(), [rows, n]), &device);
             let y = if wgsl {
                 grouped_linear_wgsl(x.clone(), w.clone(), plan.clone())
@@ -251,16 +281,38 @@ fn grouped_matmul_kernels_match_the_cpu_reference_forward_and_backward() {
             let yv = y.clone().into_data().try_to_vec::<f32>().unwrap();
             // Backward through Σ y·dy gives dy as the output gradient.
             let grads = (y * dy).sum().backward();
-            let gx = x.grad(&grads).unwrap().into_data().try_to_vec::<f32>().unwrap();
-            let gw = w.grad(&grads).unwrap().into_data().try_to_vec::<f32>().unwrap();
+            let gx = x
+                .grad(&grads)
+                .unwrap()
+                .into_data()
+                .try_to_vec::<f32>()
+                .unwrap();
+            let gw = w
+                .grad(&grads)
+                .unwrap()
+                .into_data()
+                .try_to_vec::<f32>()
+                .unwrap();
             (yv, gx, gw)
         };
         let (y0, gx0, gw0) = run(Device::flex().autodiff(), false);
         let (y1, gx1, gw1) = run(gpu.clone().autodiff(), true);
         let tag = format!("case {case} (counts {counts:?}, K {k}, N {n})");
         assert_close(&format!("{tag} forward"), &[rows, n], &y1, &y0, 1e-5);
-        assert_close(&format!("{tag} input gradient"), &[rows, k], &gx1, &gx0, 1e-5);
-        assert_close(&format!("{tag} weight gradient"), &[e, n, k], &gw1, &gw0, 1e-5);
+        assert_close(
+            &format!("{tag} input gradient"),
+            &[rows, k],
+            &gx1,
+            &gx0,
+            1e-5,
+        );
+        assert_close(
+            &format!("{tag} weight gradient"),
+            &[e, n, k],
+            &gw1,
+            &gw0,
+            1e-5,
+        );
     }
 }
 
@@ -282,7 +334,10 @@ fn expert_selection_kernel_matches_the_reference_router() {
     .enumerate()
     {
         let logits = seeded(n * e, 300 + case as u64);
-        let bias: Vec<f32> = seeded(e, 400 + case as u64).iter().map(|v| v * 0.1).collect();
+        let bias: Vec<f32> = seeded(e, 400 + case as u64)
+            .iter()
+            .map(|v| v * 0.1)
+            .collect();
         let bias = with_bias.then_some(bias.as_slice());
         let t = Tensor::<2>::from_data(TensorData::new(logits.clone(), [n, e]), &gpu);
         let got = super::kernels::select_experts_wgsl(t, bias, k, sigmoid).unwrap();
@@ -309,7 +364,11 @@ fn batched_and_per_expert_cpu_dispatch_agree() {
     let device = Device::flex().autodiff();
     let (arch, _, net) = load("qwen3_moe_experts_f32", &device);
     let moe = net.blocks[0].moe.as_ref().unwrap();
-    let (e, k, h) = (arch.config.moe.num_experts, arch.config.moe.top_k, arch.config.hidden_size);
+    let (e, k, h) = (
+        arch.config.moe.num_experts,
+        arch.config.moe.top_k,
+        arch.config.hidden_size,
+    );
     let n = 23;
     // Each token takes experts (t + j·3) mod E: uneven but every group non-empty or not.
     let mut lists = vec![Vec::new(); e];
@@ -320,8 +379,10 @@ fn batched_and_per_expert_cpu_dispatch_agree() {
     }
     let cap = lists.iter().map(|l| l.len()).max().unwrap();
     let run = |batched: bool| {
-        let x = Tensor::<2>::from_data(TensorData::new(seeded(n * h, 7), [n, h]), &device).require_grad();
-        let w = Tensor::<2>::from_data(TensorData::new(seeded(n * k, 8), [n, k]), &device).require_grad();
+        let x = Tensor::<2>::from_data(TensorData::new(seeded(n * h, 7), [n, h]), &device)
+            .require_grad();
+        let w = Tensor::<2>::from_data(TensorData::new(seeded(n * k, 8), [n, k]), &device)
+            .require_grad();
         let y = if batched {
             dispatch_batched(moe, x.clone(), w.clone(), &lists, k, cap)
         } else {
@@ -329,9 +390,26 @@ fn batched_and_per_expert_cpu_dispatch_agree() {
         };
         let yv = y.clone().into_data().try_to_vec::<f32>().unwrap();
         let grads = (y.clone() * y).sum().backward();
-        let gx = x.grad(&grads).unwrap().into_data().try_to_vec::<f32>().unwrap();
-        let gw = w.grad(&grads).unwrap().into_data().try_to_vec::<f32>().unwrap();
-        let gate = moe.experts[1].gate.val().grad(&grads).unwrap().into_data().try_to_vec::<f32>().unwrap();
+        let gx = x
+            .grad(&grads)
+            .unwrap()
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
+        let gw = w
+            .grad(&grads)
+            .unwrap()
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
+        let gate = moe.experts[1]
+            .gate
+            .val()
+            .grad(&grads)
+            .unwrap()
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
         (yv, gx, gw, gate)
     };
     let (a, b) = (run(false), run(true));

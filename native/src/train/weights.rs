@@ -34,10 +34,9 @@ impl HostWeights {
         let mut tensors = BTreeMap::new();
         for role in expected_roles(cfg, ExpertLayout::PerExpert) {
             let (dtype, values) = match role {
-                Role::Layer(l, LayerRole::Expert(e, p)) => (
-                    ckpt.expert_bytes(l, e, p)?.0,
-                    ckpt.expert_f32(l, e, p)?,
-                ),
+                Role::Layer(l, LayerRole::Expert(e, p)) => {
+                    (ckpt.expert_bytes(l, e, p)?.0, ckpt.expert_f32(l, e, p)?)
+                }
                 r => (ckpt.entry(r)?.dtype, ckpt.f32(r)?),
             };
             let shape = role_shape(cfg, role);
