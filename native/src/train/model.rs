@@ -380,22 +380,7 @@ impl Net {
         let mut k = proj(&blk.k, &blk.k_bias);
         let mut v = proj(&blk.v, &blk.v_bias);
         if arch.qk_norm == QkNorm::FullWidth {
-            q = rms_norm(
-                q,
-                blk.q_norm
-                    .as_ref()
-                    .expect("the loader requires q_norm with q/k norm")
-                    .val(),
-                eps,
-            );
-            k = rms_norm(
-                k,
-                blk.k_norm
-                    .as_ref()
-                    .expect("the loader requires k_norm with q/k norm")
-                    .val(),
-                eps,
-            );
+            (q, k) = qk_norms(blk, q, k, eps);
         }
         if let Some(c) = arch.clip_qkv {
             let c = c as f64;
@@ -407,22 +392,7 @@ impl Net {
         let mut q = q.reshape([b, t, nh, d]);
         let mut k = k.reshape([b, t, nkv, d]);
         if arch.qk_norm == QkNorm::PerHead {
-            q = rms_norm(
-                q,
-                blk.q_norm
-                    .as_ref()
-                    .expect("the loader requires q_norm with q/k norm")
-                    .val(),
-                eps,
-            );
-            k = rms_norm(
-                k,
-                blk.k_norm
-                    .as_ref()
-                    .expect("the loader requires k_norm with q/k norm")
-                    .val(),
-                eps,
-            );
+            (q, k) = qk_norms(blk, q, k, eps);
         }
         let q = rope.apply(q.swap_dims(1, 2));
         let k = rope.apply(k.swap_dims(1, 2));
@@ -448,6 +418,24 @@ impl Net {
             None => out,
         }
     }
+}
+
+/// q/k RMSNorm over the last dimension (the full projection for OLMoE, each head for Qwen3).
+fn qk_norms<const D: usize>(
+    blk: &Block,
+    q: Tensor<D>,
+    k: Tensor<D>,
+    eps: f32,
+) -> (Tensor<D>, Tensor<D>) {
+    let w = |p: &Option<Param<Tensor<1>>>| {
+        p.as_ref()
+            .expect("the loader requires q_norm and k_norm with q/k norm")
+            .val()
+    };
+    (
+        rms_norm(q, w(&blk.q_norm), eps),
+        rms_norm(k, w(&blk.k_norm), eps),
+    )
 }
 
 /// Additive attention masks `[1, 1, T, T]` per layer: 0 where a query may attend, −∞ above the
