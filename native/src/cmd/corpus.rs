@@ -21,13 +21,7 @@ pub struct Args {
 /// baseline (the held-out loss a model that ignores context reaches).
 pub fn run(a: Args) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
-    let (corpus, name) = match &a.corpus {
-        Some(p) => (Corpus::load(p)?, p.display().to_string()),
-        None => (
-            Corpus::rust_docs()?,
-            "Rust documentation books (rustup component rust-docs)".to_string(),
-        ),
-    };
+    let (corpus, name) = Corpus::load_or_default(a.corpus.as_deref())?;
     let tk = tokenizer::train(&corpus, a.vocab_size)?;
     let vocab = tk.get_vocab_size(true);
     let train_ids = tokenizer::encode(&tk, &corpus.train)?;

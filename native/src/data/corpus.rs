@@ -93,6 +93,18 @@ impl Corpus {
         Self::from_documents(docs)
     }
 
+    /// `path` if given, else the built-in default (the Rust documentation books), with a name
+    /// for reports.
+    pub fn load_or_default(path: Option<&Path>) -> anyhow::Result<(Corpus, String)> {
+        match path {
+            Some(p) => Ok((Corpus::load(p)?, p.display().to_string())),
+            None => Ok((
+                Corpus::rust_docs()?,
+                "Rust documentation books (rustup component rust-docs)".to_string(),
+            )),
+        }
+    }
+
     pub fn bytes(&self) -> (usize, usize) {
         let n = |d: &[Document]| d.iter().map(|d| d.text.len()).sum();
         (n(&self.train), n(&self.heldout))

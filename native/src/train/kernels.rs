@@ -202,28 +202,40 @@ impl Backward<Cube, 2> for GroupedBackward {
     }
 }
 
+/// The wgpu primitive of a tensor that is not tracked by autodiff.
+fn cube<const D: usize>(t: Tensor<D>) -> anyhow::Result<CubeTensor> {
+    t.try_into_primitive::<Cube>().map_err(|e| {
+        anyhow::anyhow!("our WGSL kernels need a tensor on burn's wgpu backend: {e:?}")
+    })
+}
+
 fn ad_primitive<C: CheckpointStrategy, const D: usize>(
     t: Tensor<D>,
-) -> FloatTensor<Autodiff<Cube, C>>
+) -> anyhow::Result<FloatTensor<Autodiff<Cube, C>>>
 where
     DispatchTensor: DispatchKindConversion<Autodiff<Cube, C>>,
 {
     if t.is_autodiff() {
-        t.try_into_primitive::<Autodiff<Cube, C>>()
-            .expect("an autodiff wgpu tensor")
+        t.try_into_primitive::<Autodiff<Cube, C>>().map_err(|e| {
+            anyhow::anyhow!(
+                "our WGSL kernels need an autodiff tensor on burn's wgpu backend: {e:?}"
+            )
+        })
     } else {
-        <Autodiff<Cube, C> as AutodiffBackend>::from_inner(
-            t.try_into_primitive::<Cube>().expect("a wgpu tensor"),
-        )
+        Ok(<Autodiff<Cube, C> as AutodiffBackend>::from_inner(cube(t)?))
     }
 }
 
-fn grouped_autodiff<C: CheckpointStrategy>(x: Tensor<2>, w: Tensor<3>, plan: TilePlan) -> Tensor<2>
+fn grouped_autodiff<C: CheckpointStrategy>(
+    x: Tensor<2>,
+    w: Tensor<3>,
+    plan: TilePlan,
+) -> anyhow::Result<Tensor<2>>
 where
     DispatchTensor: DispatchKindConversion<Autodiff<Cube, C>>,
 {
-    let (xp, xn) = ad_primitive::<C, 2>(x).into_parts();
-    let (wp, wn) = ad_primitive::<C, 3>(w).into_parts();
+    let (xp, xn) = ad_primitive::<C, 2>(x)?.into_parts();
+    let (wp, wn) = ad_primitive::<C, 3>(w)?.into_parts();
     let plan = Arc::new(plan);
     let out = match GroupedBackward
         .prepare::<C>([xn, wn])
@@ -236,26 +248,27 @@ where
         }
         OpsKind::UnTracked(prep) => prep.finish(nt(xp, wp, &plan)),
     };
-    Tensor::from_primitive::<Autodiff<Cube, C>>(out)
+    Ok(Tensor::from_primitive::<Autodiff<Cube, C>>(out))
 }
 
 /// `x [R, K]` (rows grouped by expert, padded per expert to 16-row tiles as `plan` says) times
 /// each row's expert's `w[e]ᵀ` (`w [E, N, K]`, Hugging Face `[out, in]` matrices) → `[R, N]`,
 /// on the wgpu backend with our kernels. Differentiable in `x` and `w`.
-pub fn grouped_linear_wgsl(x: Tensor<2>, w: Tensor<3>, plan: TilePlan) -> Tensor<2> {
-    assert_eq!(
+pub fn grouped_linear_wgsl(
+    x: Tensor<2>,
+    w: Tensor<3>,
+    plan: TilePlan,
+) -> anyhow::Result<Tensor<2>> {
+    anyhow::ensure!(
+        x.dims()[0] == plan.rows(),
+        "grouped matmul: {} input rows, but the expert plan has {}",
         x.dims()[0],
-        plan.rows(),
-        "grouped matmul: x rows must equal the padded plan rows"
+        plan.rows()
     );
     let device = x.device();
     if !(x.is_autodiff() || w.is_autodiff()) {
-        let y = nt(
-            x.try_into_primitive::<Cube>().expect("a wgpu tensor"),
-            w.try_into_primitive::<Cube>().expect("a wgpu tensor"),
-            &plan,
-        );
-        return Tensor::from_primitive::<Cube>(y);
+        let y = nt(cube(x)?, cube(w)?, &plan);
+        return Ok(Tensor::from_primitive::<Cube>(y));
     }
     match device.gradient_checkpointing_strategy() {
         Some(GradientCheckpointingStrategy::Balanced) => {
@@ -323,8 +336,8 @@ pub fn select_experts_wgsl(
         burn::tensor::TensorData::new(bias.map_or_else(|| vec![0.0; e], |b| b.to_vec()), [e]),
         &device,
     );
-    let l = into_contiguous(logits.try_into_primitive::<Cube>().expect("a wgpu tensor"));
-    let b = bias.try_into_primitive::<Cube>().expect("a wgpu tensor");
+    let l = into_contiguous(cube(logits)?);
+    let b = cube(bias)?;
     let out = empty(&l, Shape::new([n, top_k]));
     let groups = n.div_ceil(64).max(1) as u32;
     let (gx, gy) = if groups <= 65535 {

@@ -109,7 +109,7 @@ pub fn moe_forward(
     }
     let max = lists.iter().map(|l| l.len()).max().unwrap_or(0);
     let mut out = if is_wgpu(&device) {
-        dispatch_wgsl(moe, x.clone(), weights, &lists, k)
+        dispatch_wgsl(moe, x.clone(), weights, &lists, k)?
     } else if max * e_count <= 2 * n * k {
         // Balanced enough that padding every expert to the largest group wastes at most half:
         // one batched product per projection keeps both cores busy.
@@ -199,7 +199,7 @@ fn dispatch_wgsl(
     weights: Tensor<2>,
     lists: &[Vec<(usize, usize)>],
     k: usize,
-) -> Tensor<2> {
+) -> anyhow::Result<Tensor<2>> {
     let [n, _] = x.dims();
     let counts: Vec<usize> = lists.iter().map(|l| l.len()).collect();
     let plan = TilePlan::new(&counts);
@@ -209,10 +209,10 @@ fn dispatch_wgsl(
     let stack = |pick: fn(&Ffn) -> &Param<Tensor<2>>| -> Tensor<3> {
         Tensor::stack(moe.experts.iter().map(|f| pick(f).val()).collect(), 0)
     };
-    let g = grouped_linear_wgsl(xs.clone(), stack(|f| &f.gate), plan.clone());
-    let u = grouped_linear_wgsl(xs, stack(|f| &f.up), plan.clone());
-    let y = grouped_linear_wgsl(silu(g) * u, stack(|f| &f.down), plan);
-    rows.scatter(y, weights)
+    let g = grouped_linear_wgsl(xs.clone(), stack(|f| &f.gate), plan.clone())?;
+    let u = grouped_linear_wgsl(xs, stack(|f| &f.up), plan.clone())?;
+    let y = grouped_linear_wgsl(silu(g) * u, stack(|f| &f.down), plan)?;
+    Ok(rows.scatter(y, weights))
 }
 
 /// burn's own ops, batched: every expert's rows padded to the largest group (padding rows read

@@ -108,13 +108,6 @@ pub fn open_device(choice: &str) -> anyhow::Result<(Device, String)> {
     }
 }
 
-fn load_corpus(cfg: &TrainConfig) -> anyhow::Result<Corpus> {
-    match &cfg.corpus {
-        Some(p) => Corpus::load(p),
-        None => Corpus::rust_docs(),
-    }
-}
-
 /// The starting weights, and the base's sunk FLOPs recorded in its provenance.
 fn starting_weights(cfg: &TrainConfig) -> anyhow::Result<(HostWeights, f64)> {
     if let Some(path) = &cfg.init {
@@ -527,7 +520,7 @@ pub fn run(mut cfg: TrainConfig, o: RunOptions) -> anyhow::Result<serde_json::Va
     let model_vocab = host.config.vocab_size;
 
     // Tokenizer: the run's own, the checkpoint's, or one trained on the corpus.
-    let corpus = load_corpus(&cfg)?;
+    let corpus = Corpus::load_or_default(cfg.corpus.as_deref())?.0;
     let tok_path = out.join("tokenizer.json");
     let init_tok = cfg.init.as_ref().map(|p| p.join("tokenizer.json"));
     let tk: Tokenizer = if tok_path.exists() && o.resume {

@@ -274,7 +274,7 @@ fn grouped_matmul_kernels_match_the_cpu_reference_forward_and_backward() {
                 .require_grad();
             let dy = Tensor::<2>::from_data(TensorData::new(dyv.clone(), [rows, n]), &device);
             let y = if wgsl {
-                grouped_linear_wgsl(x.clone(), w.clone(), plan.clone())
+                grouped_linear_wgsl(x.clone(), w.clone(), plan.clone()).unwrap()
             } else {
                 grouped_linear_reference(x.clone(), w.clone(), &plan)
             };
