@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every moegrow test: the workspace's unit and integration tests (GPU kernels included, on
 # whatever Vulkan/Metal/DX12 adapter the machine has; Mesa's software Vulkan, lavapipe, where
-# there is no GPU), then the wasm32 build of the crates that run in the browser. On
-# Debian/Ubuntu it installs what is missing; elsewhere it names what to install.
+# there is no GPU), then the browser explorer: its wasm tests and an end-to-end run of the built
+# app in headless Chromium (WebGPU on SwiftShader). On Debian/Ubuntu it installs what is
+# missing; elsewhere it names what to install.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,6 +24,10 @@ if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
   command -v cc >/dev/null || pkgs+=(build-essential pkg-config)
   # wgpu needs a Vulkan loader and a driver; Mesa's lavapipe runs our WGSL on the CPU.
   have_vulkan || pkgs+=(mesa-vulkan-drivers libvulkan1)
+  # The browser tests: Debian's Chromium and its WebDriver, Node for playwright-core.
+  command -v chromium >/dev/null || pkgs+=(chromium)
+  command -v chromedriver >/dev/null || pkgs+=(chromium-driver)
+  command -v npm >/dev/null || pkgs+=(nodejs npm)
   if [ ${#pkgs[@]} -gt 0 ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${pkgs[@]}"
   fi
@@ -48,8 +53,30 @@ if ! [ -d "$(rustc --print sysroot)/share/doc/rust/html/book" ]; then
   rustup component add rust-docs
 fi
 
+for tool in chromium chromedriver npm; do
+  command -v $tool >/dev/null || missing "$tool (the browser tests drive headless Chromium)" "apt-get install chromium chromium-driver nodejs npm (Debian/Ubuntu), or your distribution's packages"
+done
+# wasm-bindgen's CLI must equal the wasm-bindgen crate's version exactly (Cargo.lock pins it);
+# trunk builds the app. Installed once per machine (~10 min), then found on PATH.
+export PATH="$HOME/.cargo/bin:$PATH"
+bindgen_version=$(grep -A1 '^name = "wasm-bindgen"$' Cargo.lock | sed -n 's/^version = "\(.*\)"/\1/p')
+if [ "$(wasm-bindgen --version 2>/dev/null | cut -d' ' -f2)" != "$bindgen_version" ]; then
+  cargo install wasm-bindgen-cli --version "$bindgen_version"
+fi
+if ! trunk --version 2>/dev/null | grep -q '^trunk 0\.21\.'; then
+  cargo install trunk --version '~0.21' --locked
+fi
+
 echo "== cargo test (workspace)"
 cargo test --workspace --locked
-echo "== wasm32 build (core and web must run in the browser)"
-cargo build --locked -p moegrow-core -p moegrow-web --target wasm32-unknown-unknown
+echo "== wasm tests in headless Chromium (Blob reads, WGSL on WebGPU against the CPU)"
+(
+  cd web
+  CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
+    CHROMEDRIVER="$(command -v chromedriver)" \
+    cargo test --locked -p moegrow-web --target wasm32-unknown-unknown
+)
+echo "== browser explorer: trunk build, then the end-to-end test in headless Chromium"
+(cd web && trunk build --release)
+(cd tests/browser && npm ci --no-audit --no-fund --silent && MOEGROW_BIN="${CARGO_TARGET_DIR:-target}/debug/moegrow" node e2e.mjs)
 echo "all moegrow tests passed"

@@ -2,7 +2,7 @@
 //! the paper's per-layer expert weight-norm profile.
 
 use crate::checkpoint::Checkpoint;
-use crate::config::ModelConfig;
+use crate::config::{Attention, ModelConfig, QkNorm};
 use crate::dtype::decode_f32;
 use crate::error::Result;
 use crate::reference::Mat;
@@ -101,22 +101,186 @@ pub fn rms(values: &[f32]) -> f64 {
 /// layers. Converged models show it rising with depth; stacking breaks that profile with a
 /// jump at the seam, interposition keeps it smooth.
 pub fn expert_norm_profile(ckpt: &Checkpoint) -> Result<Vec<Option<f64>>> {
+    (0..ckpt.config.num_layers)
+        .map(|layer| layer_expert_norm(ckpt, layer))
+        .collect()
+}
+
+/// One layer of [`expert_norm_profile`]; needs only that layer's expert tensors resident, so a
+/// lazy reader (the browser) can fetch, compute and drop one layer at a time.
+pub fn layer_expert_norm(ckpt: &Checkpoint, layer: usize) -> Result<Option<f64>> {
     let cfg = &ckpt.config;
-    (0..cfg.num_layers)
-        .map(|layer| {
-            if !cfg.is_moe(layer) {
-                return Ok(None);
-            }
-            let mut sum = 0.0;
-            for e in 0..cfg.moe.num_experts {
-                for p in Proj::ALL {
-                    let (dtype, bytes) = ckpt.expert_bytes(layer, e, p)?;
-                    sum += rms(&decode_f32(dtype, bytes));
+    if !cfg.is_moe(layer) {
+        return Ok(None);
+    }
+    let mut sum = 0.0;
+    for e in 0..cfg.moe.num_experts {
+        for p in Proj::ALL {
+            let (dtype, bytes) = ckpt.expert_bytes(layer, e, p)?;
+            sum += rms(&decode_f32(dtype, bytes));
+        }
+    }
+    Ok(Some(sum / (3 * cfg.moe.num_experts) as f64))
+}
+
+/// Every tensor of one layer (what growth and the per-layer statistics read).
+pub fn layer_roles(ckpt: &Checkpoint, layer: usize) -> Vec<Role> {
+    ckpt.entries()
+        .iter()
+        .filter(|e| matches!(e.role, Role::Layer(l, _) if l == layer))
+        .map(|e| e.role)
+        .collect()
+}
+
+/// Expert × expert cosine similarity of one MoE layer, row-major `[E, E]`: each expert is the
+/// concatenation of its gate, up and down matrices. Copies made by width growth show as
+/// off-diagonal entries near 1 (exactly 1 without noise).
+pub fn expert_similarity(ckpt: &Checkpoint, layer: usize) -> Result<Vec<f32>> {
+    let n = ckpt.config.moe.num_experts;
+    let mut gram = vec![0.0f64; n * n];
+    for p in Proj::ALL {
+        let rows: Vec<Vec<f32>> = (0..n)
+            .map(|e| ckpt.expert_f32(layer, e, p))
+            .collect::<Result<_>>()?;
+        for i in 0..n {
+            for j in i..n {
+                let d: f64 = rows[i]
+                    .iter()
+                    .zip(&rows[j])
+                    .map(|(a, b)| *a as f64 * *b as f64)
+                    .sum();
+                gram[i * n + j] += d;
+                if i != j {
+                    gram[j * n + i] += d;
                 }
             }
-            Ok(Some(sum / (3 * cfg.moe.num_experts) as f64))
+        }
+    }
+    Ok((0..n * n)
+        .map(|ij| {
+            let (i, j) = (ij / n, ij % n);
+            let den = (gram[i * n + i] * gram[j * n + j]).sqrt();
+            if den > 0.0 {
+                (gram[ij] / den) as f32
+            } else {
+                0.0
+            }
         })
-        .collect()
+        .collect())
+}
+
+/// Summary statistics of a tensor, accumulated chunk by chunk (a tensor larger than memory is
+/// read in slices).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct TensorStats {
+    pub count: u64,
+    pub mean: f64,
+    pub std: f64,
+    pub rms: f64,
+    pub min: f64,
+    pub max: f64,
+    pub zeros: u64,
+    /// NaN and ±inf entries (excluded from the moments).
+    pub non_finite: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct StatsAccumulator {
+    n: u64,
+    sum: f64,
+    sumsq: f64,
+    min: f64,
+    max: f64,
+    zeros: u64,
+    non_finite: u64,
+}
+
+impl Default for StatsAccumulator {
+    fn default() -> Self {
+        StatsAccumulator {
+            n: 0,
+            sum: 0.0,
+            sumsq: 0.0,
+            min: f64::INFINITY,
+            max: f64::NEG_INFINITY,
+            zeros: 0,
+            non_finite: 0,
+        }
+    }
+}
+
+impl StatsAccumulator {
+    pub fn push(&mut self, values: &[f32]) {
+        for &v in values {
+            if !v.is_finite() {
+                self.non_finite += 1;
+                continue;
+            }
+            let v = v as f64;
+            self.n += 1;
+            self.sum += v;
+            self.sumsq += v * v;
+            self.min = self.min.min(v);
+            self.max = self.max.max(v);
+            self.zeros += (v == 0.0) as u64;
+        }
+    }
+
+    pub fn finish(&self) -> TensorStats {
+        if self.n == 0 {
+            return TensorStats {
+                non_finite: self.non_finite,
+                ..Default::default()
+            };
+        }
+        let n = self.n as f64;
+        let mean = self.sum / n;
+        TensorStats {
+            count: self.n,
+            mean,
+            std: (self.sumsq / n - mean * mean).max(0.0).sqrt(),
+            rms: (self.sumsq / n).sqrt(),
+            min: self.min,
+            max: self.max,
+            zeros: self.zeros,
+            non_finite: self.non_finite,
+        }
+    }
+}
+
+/// Equal-width histogram over `[lo, hi]`; values outside land in the end bins, non-finite
+/// values are skipped.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Histogram {
+    pub lo: f64,
+    pub hi: f64,
+    pub counts: Vec<u64>,
+}
+
+impl Histogram {
+    pub fn new(lo: f64, hi: f64, bins: usize) -> Histogram {
+        let (lo, hi) = if hi > lo {
+            (lo, hi)
+        } else {
+            (lo - 0.5, lo + 0.5)
+        };
+        Histogram {
+            lo,
+            hi,
+            counts: vec![0; bins.max(1)],
+        }
+    }
+
+    pub fn push(&mut self, values: &[f32]) {
+        let bins = self.counts.len();
+        let scale = bins as f64 / (self.hi - self.lo);
+        for &v in values {
+            if v.is_finite() {
+                let b = (((v as f64) - self.lo) * scale).floor();
+                self.counts[b.clamp(0.0, (bins - 1) as f64) as usize] += 1;
+            }
+        }
+    }
 }
 
 /// How far two models' logits on the same tokens are apart.
@@ -163,5 +327,134 @@ pub fn compare_logits(a: &Mat, b: &Mat) -> LogitComparison {
         max_abs_diff: max,
         mean_kl: kl / a.rows.max(1) as f64,
         top1_agreement: agree as f64 / a.rows.max(1) as f64,
+    }
+}
+
+/// How attention is set up, in words (`inspect` and the browser's summary).
+pub fn attention_words(c: &crate::ModelConfig) -> String {
+    match &c.attention {
+        Attention::Standard {
+            qkv_bias,
+            qk_norm,
+            clip_qkv,
+            ..
+        } => {
+            let mut s = format!(
+                "{} heads, {} KV heads (GQA), head dim {}",
+                c.num_heads, c.num_kv_heads, c.head_dim
+            );
+            match qk_norm {
+                QkNorm::PerHead => s.push_str(", per-head q/k RMSNorm"),
+                QkNorm::FullWidth => s.push_str(", full-width q/k RMSNorm"),
+                QkNorm::None => {}
+            }
+            if *qkv_bias {
+                s.push_str(", q/k/v biases");
+            }
+            if let Some(c) = clip_qkv {
+                s.push_str(&format!(", q/k/v clipped to ±{c}"));
+            }
+            s
+        }
+        Attention::Mla(m) => format!(
+            "MLA: {} heads, q {} , kv latent {}, qk dims {} nope + {} rope{}, v dim {}",
+            c.num_heads,
+            m.q_lora_rank
+                .map_or("full rank".to_string(), |r| format!("rank {r}")),
+            m.kv_lora_rank,
+            m.qk_nope_head_dim,
+            m.qk_rope_head_dim,
+            if m.rope_interleave {
+                " (interleaved)"
+            } else {
+                ""
+            },
+            m.v_head_dim
+        ),
+    }
+}
+
+/// The header-only facts about a checkpoint that `moegrow inspect` and the browser explorer
+/// both show: architecture, parameter counts, FLOPs per token, tensors and bytes per dtype.
+/// Nothing here reads a tensor, so it is instant even for a remote 70B checkpoint.
+pub fn summary(ckpt: &Checkpoint) -> serde_json::Value {
+    use serde_json::json;
+    let c = &ckpt.config;
+    let p = param_counts(ckpt);
+    let moe_layers: Vec<usize> = c.moe_layers().collect();
+    let dtypes: serde_json::Map<String, serde_json::Value> = bytes_by_dtype(ckpt)
+        .into_iter()
+        .map(|(d, (n, b))| (d.to_string(), json!({"tensors": n, "bytes": b})))
+        .collect();
+    json!({
+        "family": c.family.name(),
+        "model_type": c.family.model_type(),
+        "layout": ckpt.layout.name(),
+        "files": ckpt.shards.iter().map(|s| s.name.clone()).collect::<Vec<_>>(),
+        "layers": c.num_layers,
+        "moe_layers": moe_layers,
+        "hidden_size": c.hidden_size,
+        "vocab_size": c.vocab_size,
+        "num_heads": c.num_heads,
+        "num_kv_heads": c.num_kv_heads,
+        "head_dim": c.head_dim,
+        "attention": attention_words(c),
+        "experts": c.moe.num_experts,
+        "top_k": c.moe.top_k,
+        "expert_intermediate": c.moe.intermediate,
+        "shared_expert_intermediate": c.moe.shared.as_ref().map(|s| s.intermediate),
+        "dense_intermediate": c.dense_intermediate,
+        "routing": c.moe.router.describe(c.moe.top_k),
+        "tie_word_embeddings": c.tie_word_embeddings,
+        "parameters": {
+            "total": p.total,
+            "activated": p.activated,
+            "routed_experts": p.routed_experts,
+            "embedding": p.embedding,
+        },
+        "train_flops_per_token": p.train_flops_per_token(),
+        "tensors": ckpt.entries().len(),
+        "bytes_by_dtype": dtypes,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stats_in_chunks_equal_stats_at_once() {
+        let v: Vec<f32> = (0..1001)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 7.0)
+            .collect();
+        let mut whole = StatsAccumulator::default();
+        whole.push(&v);
+        let mut parts = StatsAccumulator::default();
+        for c in v.chunks(97) {
+            parts.push(c);
+        }
+        let (a, b) = (whole.finish(), parts.finish());
+        assert_eq!(a.count, 1001);
+        assert!((a.mean - b.mean).abs() < 1e-12 && (a.std - b.std).abs() < 1e-12);
+        let mean = v.iter().map(|x| *x as f64).sum::<f64>() / 1001.0;
+        let var = v.iter().map(|x| (*x as f64 - mean).powi(2)).sum::<f64>() / 1001.0;
+        assert!((a.mean - mean).abs() < 1e-9 && (a.std - var.sqrt()).abs() < 1e-9);
+        assert_eq!(
+            (a.min, a.max),
+            ((-50.0f32 / 7.0) as f64, (50.0f32 / 7.0) as f64)
+        );
+        let mut s = StatsAccumulator::default();
+        s.push(&[0.0, f32::NAN, 2.0, f32::INFINITY]);
+        let s = s.finish();
+        assert_eq!((s.count, s.zeros, s.non_finite, s.mean), (2, 1, 2, 1.0));
+    }
+
+    #[test]
+    fn histogram_bins_and_clamps() {
+        let mut h = Histogram::new(0.0, 4.0, 4);
+        h.push(&[-1.0, 0.0, 0.5, 1.0, 2.5, 3.99, 4.0, 9.0, f32::NAN]);
+        assert_eq!(h.counts, vec![3, 1, 1, 3]);
+        let flat = Histogram::new(2.0, 2.0, 3);
+        assert!(flat.hi > flat.lo, "a constant tensor still gets a range");
     }
 }

@@ -9,8 +9,8 @@ mod writer;
 
 pub use header::{header_len, parse_header, Header, HeaderTensor, MAX_HEADER_BYTES};
 pub use writer::{
-    parse_size, write_checkpoint, write_safetensors, OutputTensor, WriteOptions, WriteSummary,
-    COMPANION_FILES, INDEX_FILE, SINGLE_FILE,
+    header_bytes, parse_size, plan_files, write_checkpoint, write_safetensors, OutputTensor,
+    PlannedShard, WriteOptions, WriteSummary, COMPANION_FILES, INDEX_FILE, SINGLE_FILE,
 };
 
 use crate::config::ModelConfig;
@@ -27,14 +27,23 @@ pub enum ShardData {
     #[cfg(not(target_arch = "wasm32"))]
     Mmap(memmap2::Mmap),
     Bytes(Arc<[u8]>),
+    /// Only the header was read; tensors are made resident one at a time by
+    /// [`Checkpoint::provide`] (the browser reads `Blob` slices and HTTP ranges this way, so a
+    /// checkpoint never has to fit in wasm's 4 GB address space).
+    Sparse(BTreeMap<usize, Arc<[u8]>>),
 }
 
 impl ShardData {
-    fn as_slice(&self) -> &[u8] {
+    /// The bytes at `range` (absolute file offsets).
+    fn slice(&self, range: Range<usize>) -> Option<&[u8]> {
         match self {
             #[cfg(not(target_arch = "wasm32"))]
-            ShardData::Mmap(m) => m,
-            ShardData::Bytes(b) => b,
+            ShardData::Mmap(m) => m.get(range),
+            ShardData::Bytes(b) => b.get(range),
+            ShardData::Sparse(chunks) => {
+                let (&start, chunk) = chunks.range(..=range.start).next_back()?;
+                chunk.get(range.start - start..range.end - start)
+            }
         }
     }
 }
@@ -131,11 +140,97 @@ impl Checkpoint {
         let config = ModelConfig::from_json_str(config_json)?;
         let mut parsed = Vec::new();
         for (name, data) in shards {
-            let bytes = data.as_slice();
+            let bytes = match &data {
+                #[cfg(not(target_arch = "wasm32"))]
+                ShardData::Mmap(m) => &m[..],
+                ShardData::Bytes(b) => &b[..],
+                ShardData::Sparse(_) => {
+                    return Err(Error::Invalid(format!(
+                        "{name}: a sparse shard needs its parsed header (Checkpoint::from_headers)"
+                    )));
+                }
+            };
             let header = parse_header(&name, bytes, bytes.len() as u64)?;
             parsed.push(Shard { name, header, data });
         }
         Self::from_parsed(config, parsed, weight_map)
+    }
+
+    /// A checkpoint of which only the shard headers have been read (see
+    /// [`header_len`]/[`parse_header`]); tensor bytes are supplied later with
+    /// [`Checkpoint::provide`]. Reading a tensor that is not resident is an error naming it.
+    pub fn from_headers(
+        config_json: &str,
+        headers: Vec<(String, Header)>,
+        weight_map: Option<BTreeMap<String, String>>,
+    ) -> Result<Checkpoint> {
+        let config = ModelConfig::from_json_str(config_json)?;
+        let shards = headers
+            .into_iter()
+            .map(|(name, header)| Shard {
+                name,
+                header,
+                data: ShardData::Sparse(BTreeMap::new()),
+            })
+            .collect();
+        Self::from_parsed(config, shards, weight_map)
+    }
+
+    /// The (shard, byte range) of every tensor of `roles`, merged where they touch, so that a
+    /// lazy reader fetches few large ranges rather than many small ones.
+    pub fn ranges_for(&self, roles: &[Role]) -> Result<Vec<(usize, Range<usize>)>> {
+        let mut want: Vec<(usize, Range<usize>)> = Vec::new();
+        for &r in roles {
+            let e = self.entry(r)?;
+            want.push((e.shard, e.range.clone()));
+        }
+        want.sort_by_key(|(s, r)| (*s, r.start));
+        let mut out: Vec<(usize, Range<usize>)> = Vec::new();
+        for (s, r) in want {
+            match out.last_mut() {
+                Some((ls, lr)) if *ls == s && r.start <= lr.end => lr.end = lr.end.max(r.end),
+                _ => out.push((s, r)),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Make the bytes at `start..start + bytes.len()` of sparse shard `shard` resident.
+    pub fn provide(&mut self, shard: usize, start: usize, bytes: Arc<[u8]>) -> Result<()> {
+        let s = self
+            .shards
+            .get_mut(shard)
+            .ok_or_else(|| Error::Invalid(format!("no shard {shard}")))?;
+        match &mut s.data {
+            ShardData::Sparse(chunks) => {
+                chunks.insert(start, bytes);
+                Ok(())
+            }
+            _ => Err(Error::Invalid(format!(
+                "{} is fully resident; nothing to provide",
+                s.name
+            ))),
+        }
+    }
+
+    /// Forget every provided range (sparse shards only); the memory goes back.
+    pub fn evict(&mut self) {
+        for s in &mut self.shards {
+            if let ShardData::Sparse(chunks) = &mut s.data {
+                chunks.clear();
+            }
+        }
+    }
+
+    /// Bytes currently held by sparse shards.
+    pub fn resident_bytes(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| match &s.data {
+                ShardData::Sparse(c) => c.values().map(|b| b.len()).sum(),
+                _ => 0,
+            })
+            .sum()
     }
 
     fn from_parsed(
@@ -312,7 +407,18 @@ impl Checkpoint {
     /// The raw little-endian bytes of a tensor, as stored.
     pub fn bytes(&self, role: Role) -> Result<&[u8]> {
         let e = self.entry(role)?;
-        Ok(&self.shards[e.shard].data.as_slice()[e.range.clone()])
+        let shard = &self.shards[e.shard];
+        shard
+            .data
+            .slice(e.range.clone())
+            .ok_or_else(|| Error::Tensor {
+                file: shard.name.clone(),
+                tensor: e.name.clone(),
+                reason: match shard.data {
+                    ShardData::Sparse(_) => "its bytes have not been read yet".into(),
+                    _ => format!("bytes {:?} lie past the end of the file", e.range),
+                },
+            })
     }
 
     /// A tensor converted to f32.
@@ -360,6 +466,16 @@ impl Checkpoint {
         }
     }
 
+    /// The stored dtype of one routed expert's matrix, from the header alone.
+    pub fn expert_dtype(&self, layer: usize, expert: usize, proj: Proj) -> Result<DType> {
+        let role = match self.layout {
+            ExpertLayout::PerExpert => Role::Layer(layer, LayerRole::Expert(expert, proj)),
+            ExpertLayout::Fused if proj == Proj::Down => Role::Layer(layer, LayerRole::ExpertsDown),
+            ExpertLayout::Fused => Role::Layer(layer, LayerRole::ExpertsGateUp),
+        };
+        Ok(self.entry(role)?.dtype)
+    }
+
     /// One routed expert's matrix in f32, `[I, H]` for gate/up and `[H, I]` for down.
     pub fn expert_f32(&self, layer: usize, expert: usize, proj: Proj) -> Result<Vec<f32>> {
         let (dtype, bytes) = self.expert_bytes(layer, expert, proj)?;
@@ -387,14 +503,12 @@ impl Checkpoint {
                 let name = family.tensor_name(role, layout);
                 let shape = role_shape(&self.config, role);
                 let src_dtype = match role {
-                    Role::Layer(l, LayerRole::Expert(e, p)) => self
-                        .expert_bytes(l, e, p)
-                        .map(|(d, _)| d)
-                        .unwrap_or(DType::F32),
-                    Role::Layer(l, LayerRole::ExpertsGateUp | LayerRole::ExpertsDown) => self
-                        .expert_bytes(l, 0, Proj::Down)
-                        .map(|(d, _)| d)
-                        .unwrap_or(DType::F32),
+                    Role::Layer(l, LayerRole::Expert(e, p)) => {
+                        self.expert_dtype(l, e, p).unwrap_or(DType::F32)
+                    }
+                    Role::Layer(l, LayerRole::ExpertsGateUp | LayerRole::ExpertsDown) => {
+                        self.expert_dtype(l, 0, Proj::Down).unwrap_or(DType::F32)
+                    }
                     r => self.entry(r).map(|e| e.dtype).unwrap_or(DType::F32),
                 };
                 let out_dtype = match dtype {

@@ -186,7 +186,7 @@ fn plan_shards(tensors: &[OutputTensor], max: u64) -> Vec<Vec<usize>> {
 
 /// The header bytes (length prefix included) for the given tensors, padded with spaces to a
 /// multiple of 8 so that the data section is aligned, as the safetensors library does.
-fn header_bytes(tensors: &[&OutputTensor], metadata: &BTreeMap<String, String>) -> Vec<u8> {
+pub fn header_bytes(tensors: &[&OutputTensor], metadata: &BTreeMap<String, String>) -> Vec<u8> {
     let mut map = serde_json::Map::new();
     map.insert(
         "__metadata__".into(),
@@ -210,18 +210,69 @@ fn header_bytes(tensors: &[&OutputTensor], metadata: &BTreeMap<String, String>) 
     out
 }
 
+/// One output file of a checkpoint: its name, its tensors (indices into the tensor list) and
+/// its header bytes; the data section is the tensors' bytes in that order.
+pub struct PlannedShard {
+    pub name: String,
+    pub tensors: Vec<usize>,
+    pub header: Vec<u8>,
+}
+
+/// The files a checkpoint is written as: safetensors shards named as transformers names them
+/// and, when there is more than one, the index's text. `metadata` gets `format: pt`. Shared by
+/// the native writer and the browser (which streams the same bytes into downloads).
+pub fn plan_files(
+    tensors: &[OutputTensor],
+    max_shard_bytes: u64,
+    metadata: &BTreeMap<String, String>,
+) -> (Vec<PlannedShard>, Option<String>) {
+    let mut metadata = metadata.clone();
+    metadata.insert("format".into(), "pt".into());
+    let plan = plan_shards(tensors, max_shard_bytes);
+    let n = plan.len();
+    let mut weight_map = BTreeMap::new();
+    let mut tensor_bytes = 0u64;
+    let mut shards = Vec::new();
+    for (si, idx) in plan.into_iter().enumerate() {
+        let name = if n == 1 {
+            SINGLE_FILE.to_string()
+        } else {
+            format!("model-{:05}-of-{:05}.safetensors", si + 1, n)
+        };
+        let group: Vec<&OutputTensor> = idx.iter().map(|&i| &tensors[i]).collect();
+        for t in &group {
+            weight_map.insert(t.name.clone(), name.clone());
+            tensor_bytes += t.nbytes() as u64;
+        }
+        let header = header_bytes(&group, &metadata);
+        shards.push(PlannedShard {
+            name,
+            tensors: idx,
+            header,
+        });
+    }
+    let index = (n > 1).then(|| {
+        let index = serde_json::json!({
+            "metadata": {"total_size": tensor_bytes},
+            "weight_map": weight_map,
+        });
+        serde_json::to_string_pretty(&index).expect("JSON") + "\n"
+    });
+    (shards, index)
+}
+
 /// Write a safetensors file: header, then each tensor's bytes as produced.
+/// `header` comes from [`plan_files`].
 pub fn write_safetensors(
     path: &std::path::Path,
     tensors: &[&OutputTensor],
-    metadata: &BTreeMap<String, String>,
+    header: &[u8],
     mut on_bytes: impl FnMut(u64),
 ) -> Result<u64> {
     use std::io::Write;
     let file = std::fs::File::create(path).map_err(|e| Error::io(path, e))?;
     let mut w = std::io::BufWriter::with_capacity(8 << 20, file);
-    let header = header_bytes(tensors, metadata);
-    w.write_all(&header).map_err(|e| Error::io(path, e))?;
+    w.write_all(header).map_err(|e| Error::io(path, e))?;
     let mut total = header.len() as u64;
     produce_in_order(tensors, |t, data| {
         if data.len() != t.nbytes() {
@@ -325,39 +376,18 @@ pub fn write_checkpoint(
     }
     fs::create_dir(&tmp.path).map_err(|e| Error::io(&tmp.path, e))?;
 
-    let mut metadata = opts.metadata.clone();
-    metadata.insert("format".into(), "pt".into());
-    let plan = plan_shards(tensors, opts.max_shard_bytes);
-    let n = plan.len();
+    let (plan, index) = plan_files(tensors, opts.max_shard_bytes, &opts.metadata);
     let mut files = Vec::new();
-    let mut weight_map = BTreeMap::new();
     let mut total_bytes = 0u64;
-    let mut tensor_bytes = 0u64;
-    for (si, idx) in plan.iter().enumerate() {
-        let name = if n == 1 {
-            SINGLE_FILE.to_string()
-        } else {
-            format!("model-{:05}-of-{:05}.safetensors", si + 1, n)
-        };
-        let group: Vec<&OutputTensor> = idx.iter().map(|&i| &tensors[i]).collect();
-        for t in &group {
-            weight_map.insert(t.name.clone(), name.clone());
-            tensor_bytes += t.nbytes() as u64;
-        }
-        total_bytes += write_safetensors(&tmp.path.join(&name), &group, &metadata, &mut on_bytes)?;
-        files.push(name);
+    for shard in &plan {
+        let path = tmp.path.join(&shard.name);
+        let group: Vec<&OutputTensor> = shard.tensors.iter().map(|&i| &tensors[i]).collect();
+        total_bytes += write_safetensors(&path, &group, &shard.header, &mut on_bytes)?;
+        files.push(shard.name.clone());
     }
-    if n > 1 {
-        let index = serde_json::json!({
-            "metadata": {"total_size": tensor_bytes},
-            "weight_map": weight_map,
-        });
+    if let Some(index) = index {
         let p = tmp.path.join(INDEX_FILE);
-        fs::write(
-            &p,
-            serde_json::to_string_pretty(&index).expect("JSON") + "\n",
-        )
-        .map_err(|e| Error::io(&p, e))?;
+        fs::write(&p, index).map_err(|e| Error::io(&p, e))?;
         files.push(INDEX_FILE.to_string());
     }
     let p = tmp.path.join("config.json");

@@ -10,6 +10,16 @@ use crate::roles::Proj;
 
 /// Same numbers as [`crate::analysis::expert_norm_profile`], computed on the device.
 pub async fn expert_norm_profile(gpu: &Gpu, ckpt: &Checkpoint) -> Result<Vec<Option<f64>>> {
+    expert_norms(gpu, ckpt, 0..ckpt.config.num_layers).await
+}
+
+/// The profile entries of `layers` only: a lazy reader (the browser) makes a few layers'
+/// experts resident, reduces them here, and drops them before the next few.
+pub async fn expert_norms(
+    gpu: &Gpu,
+    ckpt: &Checkpoint,
+    layers: std::ops::Range<usize>,
+) -> Result<Vec<Option<f64>>> {
     let cfg = &ckpt.config;
     let (e, h, i) = (cfg.moe.num_experts, cfg.hidden_size, cfg.moe.intermediate);
     let numel = (h * i) as f64;
@@ -17,7 +27,7 @@ pub async fn expert_norm_profile(gpu: &Gpu, ckpt: &Checkpoint) -> Result<Vec<Opt
     let mut outputs: Vec<Option<GpuBuffer>> = Vec::new();
     // Keep the uploads alive until the submission (wgpu would too, but this is explicit).
     let mut keep = Vec::new();
-    for layer in 0..cfg.num_layers {
+    for layer in layers {
         if !cfg.is_moe(layer) {
             outputs.push(None);
             continue;

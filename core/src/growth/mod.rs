@@ -5,6 +5,7 @@
 
 pub mod depth;
 pub mod noise;
+pub mod provenance;
 pub mod stages;
 pub mod width;
 
@@ -207,7 +208,7 @@ impl<'a> Grown<'a> {
     fn source_dtype(&self, role: Role) -> Result<crate::DType> {
         Ok(match role {
             Role::Layer(l, LayerRole::Expert(_, p)) => {
-                self.root.expert_bytes(self.layer_sources[l], 0, p)?.0
+                self.root.expert_dtype(self.layer_sources[l], 0, p)?
             }
             Role::Layer(l, r) => {
                 self.root

@@ -1,5 +1,5 @@
 use anyhow::{bail, Context};
-use moegrow_core::checkpoint::{write_safetensors, OutputTensor};
+use moegrow_core::checkpoint::{header_bytes, write_safetensors, OutputTensor};
 use moegrow_core::dtype::encode_f32;
 use moegrow_core::reference::ReferenceModel;
 use moegrow_core::DType;
@@ -98,7 +98,12 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             };
             // Write beside the target and rename, so a failure leaves no partial file.
             let tmp = path.with_extension("safetensors.moegrow-tmp");
-            write_safetensors(&tmp, &[&tensor], &Default::default(), |_| {})?;
+            write_safetensors(
+                &tmp,
+                &[&tensor],
+                &header_bytes(&[&tensor], &Default::default()),
+                |_| {},
+            )?;
             std::fs::rename(&tmp, &path)
                 .with_context(|| format!("cannot write {}", path.display()))?;
             println!("wrote logits [{t}, {v}] to {}", path.display());

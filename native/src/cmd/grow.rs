@@ -218,18 +218,25 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         );
     }
     ensure_space(&a.output, out_bytes, available_space(&a.output))?;
-    let provenance =
-        super::provenance::record(&a.source, &src, &plan, &grown.config, &before, &after)?;
+    let config_path = a.source.join("config.json");
+    let config_text = std::fs::read(&config_path)
+        .with_context(|| format!("cannot read {}", config_path.display()))?;
+    let provenance = moegrow_core::growth::provenance::record(
+        &a.source.display().to_string(),
+        &config_text,
+        &src,
+        &plan,
+        &grown.config,
+        layout,
+    );
+    let (metadata, extra_files) = moegrow_core::growth::provenance::outputs(&provenance);
     let bar = bytes_bar(out_bytes, "grow");
     let mut since_release = 0u64;
     let opts = WriteOptions {
         max_shard_bytes: parse_size(&a.max_shard_size)?,
         force: a.force,
-        metadata: [("moegrow_growth".to_string(), provenance.to_string())].into(),
-        extra_files: vec![(
-            "growth.json".into(),
-            (serde_json::to_string_pretty(&provenance)? + "\n").into_bytes(),
-        )],
+        metadata: metadata.into_iter().collect(),
+        extra_files,
     };
     let summary = write_checkpoint(
         &a.output,

@@ -1,6 +1,5 @@
 use crate::fmt::human;
-use moegrow_core::analysis::{bytes_by_dtype, expert_norm_profile, param_counts};
-use moegrow_core::config::{Attention, QkNorm};
+use moegrow_core::analysis::expert_norm_profile;
 use moegrow_core::Checkpoint;
 use serde_json::json;
 use std::path::PathBuf;
@@ -30,96 +29,19 @@ pub fn norm_profile(
     })
 }
 
-fn attention_words(c: &moegrow_core::ModelConfig) -> String {
-    match &c.attention {
-        Attention::Standard {
-            qkv_bias,
-            qk_norm,
-            clip_qkv,
-            ..
-        } => {
-            let mut s = format!(
-                "{} heads, {} KV heads (GQA), head dim {}",
-                c.num_heads, c.num_kv_heads, c.head_dim
-            );
-            match qk_norm {
-                QkNorm::PerHead => s.push_str(", per-head q/k RMSNorm"),
-                QkNorm::FullWidth => s.push_str(", full-width q/k RMSNorm"),
-                QkNorm::None => {}
-            }
-            if *qkv_bias {
-                s.push_str(", q/k/v biases");
-            }
-            if let Some(c) = clip_qkv {
-                s.push_str(&format!(", q/k/v clipped to ±{c}"));
-            }
-            s
-        }
-        Attention::Mla(m) => format!(
-            "MLA: {} heads, q {} , kv latent {}, qk dims {} nope + {} rope{}, v dim {}",
-            c.num_heads,
-            m.q_lora_rank
-                .map_or("full rank".to_string(), |r| format!("rank {r}")),
-            m.kv_lora_rank,
-            m.qk_nope_head_dim,
-            m.qk_rope_head_dim,
-            if m.rope_interleave {
-                " (interleaved)"
-            } else {
-                ""
-            },
-            m.v_head_dim
-        ),
-    }
-}
-
-/// Everything `inspect` reports, as JSON (the text view is rendered from it).
+/// Everything `inspect` reports, as JSON (the text view is rendered from it): the core's
+/// header-only summary (the browser explorer shows the same) plus the path, the norm profile
+/// and where it was computed.
 pub fn summary(
     ckpt: &Checkpoint,
     path: &std::path::Path,
     gpu: &Option<moegrow_core::gpu::Gpu>,
 ) -> anyhow::Result<serde_json::Value> {
-    let c = &ckpt.config;
-    let p = param_counts(ckpt);
-    let profile = norm_profile(ckpt, gpu)?;
-    let moe_layers: Vec<usize> = c.moe_layers().collect();
-    let dtypes: serde_json::Map<String, serde_json::Value> = bytes_by_dtype(ckpt)
-        .into_iter()
-        .map(|(d, (n, b))| (d.to_string(), json!({"tensors": n, "bytes": b})))
-        .collect();
-    Ok(json!({
-        "path": path.display().to_string(),
-        "family": c.family.name(),
-        "model_type": c.family.model_type(),
-        "layout": ckpt.layout.name(),
-        "files": ckpt.shards.iter().map(|s| s.name.clone()).collect::<Vec<_>>(),
-        "layers": c.num_layers,
-        "moe_layers": moe_layers,
-        "hidden_size": c.hidden_size,
-        "vocab_size": c.vocab_size,
-        "num_heads": c.num_heads,
-        "num_kv_heads": c.num_kv_heads,
-        "head_dim": c.head_dim,
-        "attention": attention_words(c),
-        "experts": c.moe.num_experts,
-        "top_k": c.moe.top_k,
-        "expert_intermediate": c.moe.intermediate,
-        "shared_expert_intermediate": c.moe.shared.as_ref().map(|s| s.intermediate),
-        "dense_intermediate": c.dense_intermediate,
-        "routing": c.moe.router.describe(c.moe.top_k),
-        "tie_word_embeddings": c.tie_word_embeddings,
-        "parameters": {
-            "total": p.total,
-            "activated": p.activated,
-            "routed_experts": p.routed_experts,
-            "embedding": p.embedding,
-        },
-        "train_flops_per_token": p.train_flops_per_token(),
-        "tensors": ckpt.entries().len(),
-        "bytes_by_dtype": dtypes,
-        "expert_norm_profile": profile,
-        "statistics_device": crate::device::describe(gpu),
-    }))
+    let mut s = moegrow_core::analysis::summary(ckpt);
+    s["path"] = json!(path.display().to_string());
+    s["expert_norm_profile"] = json!(norm_profile(ckpt, gpu)?);
+    s["statistics_device"] = json!(crate::device::describe(gpu));
+    Ok(s)
 }
 
 pub fn run(a: Args) -> anyhow::Result<()> {

@@ -7,7 +7,6 @@ pub mod forward;
 pub mod grow;
 pub mod init;
 pub mod inspect;
-pub mod provenance;
 pub mod train;
 
 use anyhow::Context;

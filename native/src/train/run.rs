@@ -112,7 +112,7 @@ pub fn open_device(choice: &str) -> anyhow::Result<(Device, String)> {
 fn starting_weights(cfg: &TrainConfig) -> anyhow::Result<(HostWeights, f64)> {
     if let Some(path) = &cfg.init {
         let ckpt = crate::cmd::open(path)?;
-        let sunk = crate::cmd::provenance::sunk_flops(&ckpt).unwrap_or(0.0);
+        let sunk = moegrow_core::growth::provenance::sunk_flops(&ckpt).unwrap_or(0.0);
         let w = HostWeights::from_checkpoint(&ckpt)
             .with_context(|| format!("cannot read the weights of {}", path.display()))?;
         Ok((w, sunk))

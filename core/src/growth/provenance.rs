@@ -1,36 +1,40 @@
 //! Provenance of a grown checkpoint: where it came from, the plan, the seed, the tool version
 //! and the base's sunk training compute when known. Written to `growth.json` and to every
-//! shard's safetensors `__metadata__`.
+//! shard's safetensors `__metadata__`, identically by `moegrow grow` and the browser explorer
+//! (so the same plan on the same checkpoint gives the same bytes in both).
 
-use moegrow_core::analysis::ParamCounts;
-use moegrow_core::growth::GrowthPlan;
-use moegrow_core::{Checkpoint, ModelConfig};
+use super::GrowthPlan;
+use crate::analysis::param_counts_for;
+use crate::checkpoint::Checkpoint;
+use crate::roles::ExpertLayout;
+use crate::ModelConfig;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-use std::path::Path;
 
+/// `source_name`: how the user named the source (a path natively, the folder name in the
+/// browser); `config_text`: the source's `config.json` exactly as stored.
 pub fn record(
-    source: &Path,
+    source_name: &str,
+    config_text: &[u8],
     src: &Checkpoint,
     plan: &GrowthPlan,
     grown: &ModelConfig,
-    before: &ParamCounts,
-    after: &ParamCounts,
-) -> anyhow::Result<Value> {
-    let config_text = std::fs::read(source.join("config.json"))?;
-    let digest = Sha256::digest(&config_text);
-    let sunk = sunk_flops(src);
-    Ok(json!({
+    layout: ExpertLayout,
+) -> Value {
+    let digest = Sha256::digest(config_text);
+    let before = param_counts_for(&src.config, src.layout);
+    let after = param_counts_for(grown, layout);
+    json!({
         "moegrow_version": env!("CARGO_PKG_VERSION"),
         "source": {
-            "path": source.display().to_string(),
+            "path": source_name,
             "config_sha256": format!("{digest:x}"),
             "family": src.config.family.model_type(),
             "layers": src.config.num_layers,
             "experts": src.config.moe.num_experts,
             "top_k": src.config.moe.top_k,
             "parameters": before,
-            "sunk_flops": sunk,
+            "sunk_flops": sunk_flops(src),
         },
         "plan": plan,
         "seed": plan.seed,
@@ -40,7 +44,7 @@ pub fn record(
             "top_k": grown.moe.top_k,
             "parameters": after,
         },
-    }))
+    })
 }
 
 /// The training compute already spent on a checkpoint, as recorded by `moegrow train`
@@ -55,4 +59,20 @@ pub fn sunk_flops(ckpt: &Checkpoint) -> Option<f64> {
                 .get("moegrow_sunk_flops")
                 .and_then(|s| s.parse().ok())
         })
+}
+
+/// `__metadata__` entries of every shard.
+pub type Metadata = Vec<(String, String)>;
+/// Files written beside the shards: (name, contents).
+pub type ExtraFiles = Vec<(String, Vec<u8>)>;
+
+/// The `__metadata__` entries and extra files a grown checkpoint is written with.
+pub fn outputs(record: &Value) -> (Metadata, ExtraFiles) {
+    (
+        vec![("moegrow_growth".to_string(), record.to_string())],
+        vec![(
+            "growth.json".into(),
+            (serde_json::to_string_pretty(record).expect("JSON") + "\n").into_bytes(),
+        )],
+    )
 }
