@@ -3,6 +3,7 @@
 mod cmd;
 mod data;
 mod device;
+mod experiment;
 mod fmt;
 mod plot;
 mod progress;
@@ -39,6 +40,9 @@ enum Command {
     /// Train with burn (GPU via wgpu, or CPU): continue a grown checkpoint or start from a
     /// preset; metrics.jsonl, resumable checkpoints and a final Hugging Face checkpoint.
     Train(cmd::train::Args),
+    /// The sunk-cost study in miniature: base with WSD, growth at several sunk-compute points,
+    /// ablations, scratch; report.md, results.json and plots.
+    Experiment(experiment::Args),
     /// Benchmarks (growth throughput and peak memory).
     Bench(cmd::bench::Args),
     /// Rewrite a checkpoint in another expert layout, dtype or shard size.
@@ -57,6 +61,7 @@ fn main() {
         Command::Bench(a) => cmd::bench::run(a),
         Command::Corpus(a) => cmd::corpus::run(a),
         Command::Train(a) => cmd::train::run(a),
+        Command::Experiment(a) => experiment::run(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

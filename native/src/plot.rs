@@ -117,6 +117,19 @@ pub fn lines(
     series: &[(String, Vec<(f64, f64)>)],
     hlines: &[(String, f64)],
 ) -> anyhow::Result<()> {
+    lines_marked(path, title, x_desc, y_desc, series, hlines, &[])
+}
+
+/// [`lines`] plus `marks`: points drawn as open circles (growth points on a loss curve).
+pub fn lines_marked(
+    path: &Path,
+    title: &str,
+    x_desc: &str,
+    y_desc: &str,
+    series: &[(String, Vec<(f64, f64)>)],
+    hlines: &[(String, f64)],
+    marks: &[(f64, f64)],
+) -> anyhow::Result<()> {
     register_font();
     let ext = path
         .extension()
@@ -130,6 +143,7 @@ pub fn lines(
         y_desc,
         series,
         hlines,
+        marks,
     };
     match ext.as_str() {
         "png" => draw_lines(BitMapBackend::new(path, size).into_drawing_area(), &args),
@@ -145,6 +159,7 @@ struct LineArgs<'a> {
     y_desc: &'a str,
     series: &'a [(String, Vec<(f64, f64)>)],
     hlines: &'a [(String, f64)],
+    marks: &'a [(f64, f64)],
 }
 
 fn draw_lines<DB: DrawingBackend>(
@@ -183,6 +198,8 @@ where
         .x_label_formatter(&|x| {
             if x.abs() >= 1e5 {
                 format!("{x:.1e}")
+            } else if x1 - x0 < 10.0 {
+                format!("{x:.2}")
             } else {
                 format!("{x:.0}")
             }
@@ -199,6 +216,17 @@ where
             .legend(move |(x, y)| {
                 PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
             });
+    }
+    if !a.marks.is_empty() {
+        chart
+            .draw_series(
+                a.marks
+                    .iter()
+                    .map(|&(x, y)| Circle::new((x, y), 6, BLACK.stroke_width(2))),
+            )
+            .map_err(|e| err(&e))?
+            .label("growth point")
+            .legend(|(x, y)| Circle::new((x + 9, y), 5, BLACK.stroke_width(2)));
     }
     for (i, (name, y)) in a.hlines.iter().enumerate() {
         let shade = 60 + 50 * (i as u8 % 3);

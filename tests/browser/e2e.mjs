@@ -17,8 +17,8 @@ const dist = path.join(repo, 'web/dist');
 const target = process.env.CARGO_TARGET_DIR || path.join(repo, 'target');
 const moegrow = process.env.MOEGROW_BIN || path.join(target, 'debug/moegrow');
 const artifacts = path.join(here, 'artifacts');
-fs.rmSync(artifacts, { recursive: true, force: true });
 fs.mkdirSync(artifacts, { recursive: true });
+for (const f of fs.readdirSync(artifacts)) if (f.endsWith('.png')) fs.rmSync(path.join(artifacts, f)); // keep bench.json
 for (const p of [path.join(dist, 'index.html'), moegrow]) assert.ok(fs.existsSync(p), `${p} is missing: build it first (see tests/run-all.sh)`);
 
 // The fixture checkpoint, with a tokenizer, in a folder named "checkpoint" (the name the page
