@@ -152,36 +152,24 @@ pub fn all(p: &StudyPreset, sunk: &[f64], fc: f64, seed: u64) -> Vec<Arm> {
         );
     }
     // Order of the two growths.
-    push(
-        "depth-then-width".into(),
-        &["order"],
-        Start::Grow {
-            checkpoint: last,
-            plan: plan(
-                vec![
-                    depth(2, DepthMethod::Interpose),
-                    width(0.01, NewExperts::Copy),
-                ],
-                seed,
-            ),
-        },
-        extra,
+    let (d, w) = (
+        depth(2, DepthMethod::Interpose),
+        width(0.01, NewExperts::Copy),
     );
-    push(
-        "width-then-depth".into(),
-        &["order"],
-        Start::Grow {
-            checkpoint: last,
-            plan: plan(
-                vec![
-                    width(0.01, NewExperts::Copy),
-                    depth(2, DepthMethod::Interpose),
-                ],
-                seed,
-            ),
-        },
-        extra,
-    );
+    for (name, steps) in [
+        ("depth-then-width", vec![d.clone(), w.clone()]),
+        ("width-then-depth", vec![w, d]),
+    ] {
+        push(
+            name.into(),
+            &["order"],
+            Start::Grow {
+                checkpoint: last,
+                plan: plan(steps, seed),
+            },
+            extra,
+        );
+    }
     // Fixed total budget: sunk + extra = total, growing at each checkpoint that leaves room.
     let total = p.total_compute * fc;
     for (i, &s) in sunk.iter().enumerate() {
@@ -270,22 +258,34 @@ fn prepare(
         Start::Scratch { shape_of } => {
             let src = crate::cmd::open(base_final)?;
             let config: ModelConfig = shape_of.apply(&src)?.config;
-            let tensors = init_tensors(&config, DType::F32, seed ^ 0x5c7a, 0.02);
-            let opts = WriteOptions {
-                force: true,
-                ..Default::default()
-            };
-            write_checkpoint(
-                &init,
-                &config.to_json_string(),
-                &tensors,
-                Some(base_final),
-                &opts,
-                |_| {},
-            )?;
+            write_fresh(&init, &config, seed ^ 0x5c7a, Some(base_final))?;
             Ok((init, 0.0))
         }
     }
+}
+
+/// A freshly initialised checkpoint (moegrow's `init` weights, std 0.02) with `companions`'
+/// tokenizer files.
+pub fn write_fresh(
+    dir: &Path,
+    config: &ModelConfig,
+    seed: u64,
+    companions: Option<&Path>,
+) -> anyhow::Result<()> {
+    let tensors = init_tensors(config, DType::F32, seed, 0.02);
+    let opts = WriteOptions {
+        force: true,
+        ..Default::default()
+    };
+    write_checkpoint(
+        dir,
+        &config.to_json_string(),
+        &tensors,
+        companions,
+        &opts,
+        |_| {},
+    )?;
+    Ok(())
 }
 
 /// Run one arm (or load its result if it already ran).

@@ -212,19 +212,7 @@ fn train_base(
 ) -> anyhow::Result<BaseDone> {
     let t = Instant::now();
     let init = base_dir.with_file_name("base-init");
-    let tensors = init_tensors(config, DType::F32, a.seed, 0.02);
-    let opts = WriteOptions {
-        force: true,
-        ..Default::default()
-    };
-    write_checkpoint(
-        &init,
-        &config.to_json_string(),
-        &tensors,
-        None,
-        &opts,
-        |_| {},
-    )?;
+    arms::write_fresh(&init, config, a.seed, None)?;
     let steps = *ckpt_steps.last().expect("checkpoints");
     println!("[base] warmup-stable-decay for {steps} steps");
     let cfg = TrainConfig {
