@@ -15,8 +15,6 @@ use crate::train::run::{run as run_training, RunOptions};
 use crate::train::schedule::Kind;
 use anyhow::Context;
 use moegrow_core::analysis::param_counts_for;
-use moegrow_core::checkpoint::{write_checkpoint, WriteOptions};
-use moegrow_core::init::init_tensors;
 use moegrow_core::{DType, ModelConfig};
 use presets::study_preset;
 use std::path::{Path, PathBuf};
