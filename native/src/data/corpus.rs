@@ -10,7 +10,7 @@ pub struct Document {
     pub text: String,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Corpus {
     pub train: Vec<Document>,
     pub heldout: Vec<Document>,
@@ -95,11 +95,17 @@ impl Corpus {
 
     /// `path` if given, else the built-in default (the Rust documentation books), with a name
     /// for reports.
+    /// The default corpus is read and parsed once per process (the experiment trains many
+    /// runs on it).
     pub fn load_or_default(path: Option<&Path>) -> anyhow::Result<(Corpus, String)> {
+        static DEFAULT: std::sync::OnceLock<Result<Corpus, String>> = std::sync::OnceLock::new();
         match path {
             Some(p) => Ok((Corpus::load(p)?, p.display().to_string())),
             None => Ok((
-                Corpus::rust_docs()?,
+                DEFAULT
+                    .get_or_init(|| Corpus::rust_docs().map_err(|e| format!("{e:#}")))
+                    .clone()
+                    .map_err(|e| anyhow::anyhow!(e))?,
                 "Rust documentation books (rustup component rust-docs)".to_string(),
             )),
         }
@@ -126,10 +132,27 @@ pub const RUST_BOOKS: &[&str] = &[
 ];
 
 fn rust_docs_dir() -> anyhow::Result<PathBuf> {
-    let out = std::process::Command::new("rustc")
-        .args(["--print", "sysroot"])
-        .output()
-        .context("cannot run `rustc --print sysroot` to find the Rust documentation; pass --corpus PATH instead")?;
+    // rustup's proxy can fail transiently when many processes start at once: retry, and say
+    // what it printed if it keeps failing.
+    let mut tries = 0;
+    let out = loop {
+        let out = std::process::Command::new("rustc")
+            .args(["--print", "sysroot"])
+            .output()
+            .context("cannot run `rustc --print sysroot` to find the Rust documentation; pass --corpus PATH instead")?;
+        tries += 1;
+        if out.status.success() && !out.stdout.is_empty() {
+            break out;
+        }
+        if tries == 3 {
+            bail!(
+                "`rustc --print sysroot` failed ({}): {}; pass --corpus PATH instead",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
     let sysroot = String::from_utf8_lossy(&out.stdout).trim().to_string();
     let dir = Path::new(&sysroot).join("share/doc/rust/html");
     if !dir.is_dir() {
