@@ -18,18 +18,35 @@ fn register_font() {
 /// Per-layer expert weight-norm profiles, one line per checkpoint (dense layers skipped).
 pub fn norm_profiles(path: &Path, series: &[(String, Vec<Option<f64>>)]) -> anyhow::Result<()> {
     register_font();
-    let ext = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .unwrap_or("")
-        .to_ascii_lowercase();
-    let size = (900, 520);
-    match ext.as_str() {
-        "png" => draw(BitMapBackend::new(path, size).into_drawing_area(), series),
-        "svg" => draw(SVGBackend::new(path, size).into_drawing_area(), series),
-        _ => bail!("plot file {} must end in .png or .svg", path.display()),
+    match Format::of(path)? {
+        Format::Png => draw(BitMapBackend::new(path, SIZE).into_drawing_area(), series),
+        Format::Svg => draw(SVGBackend::new(path, SIZE).into_drawing_area(), series),
     }
     .with_context(|| format!("cannot draw {}", path.display()))
+}
+
+/// Every plot is 900 × 520.
+const SIZE: (u32, u32) = (900, 520);
+
+/// The image format a plot path asks for.
+enum Format {
+    Png,
+    Svg,
+}
+
+impl Format {
+    fn of(path: &Path) -> anyhow::Result<Format> {
+        let ext = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        match ext.as_str() {
+            "png" => Ok(Format::Png),
+            "svg" => Ok(Format::Svg),
+            _ => bail!("plot file {} must end in .png or .svg", path.display()),
+        }
+    }
 }
 
 fn draw<DB: DrawingBackend>(
@@ -131,12 +148,6 @@ pub fn lines_marked(
     marks: &[(f64, f64)],
 ) -> anyhow::Result<()> {
     register_font();
-    let ext = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .unwrap_or("")
-        .to_ascii_lowercase();
-    let size = (900, 520);
     let args = LineArgs {
         title,
         x_desc,
@@ -145,10 +156,9 @@ pub fn lines_marked(
         hlines,
         marks,
     };
-    match ext.as_str() {
-        "png" => draw_lines(BitMapBackend::new(path, size).into_drawing_area(), &args),
-        "svg" => draw_lines(SVGBackend::new(path, size).into_drawing_area(), &args),
-        _ => bail!("plot file {} must end in .png or .svg", path.display()),
+    match Format::of(path)? {
+        Format::Png => draw_lines(BitMapBackend::new(path, SIZE).into_drawing_area(), &args),
+        Format::Svg => draw_lines(SVGBackend::new(path, SIZE).into_drawing_area(), &args),
     }
     .with_context(|| format!("cannot draw {}", path.display()))
 }

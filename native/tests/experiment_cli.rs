@@ -132,6 +132,22 @@ fn tiny_study_runs_every_arm_and_keeps_its_invariants() {
     let r2: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
     assert_eq!(r2["claims"], r["claims"]);
+    // A damaged record of the base run is a clear error, not a panic.
+    let done = out.join("base/done.json");
+    let mut d: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&done).unwrap()).unwrap();
+    d["checkpoints"] = serde_json::json!([]);
+    std::fs::write(&done, d.to_string()).unwrap();
+    let bad = Command::new(env!("CARGO_BIN_EXE_moegrow"))
+        .args(["experiment", "--preset", "tiny", "--out", o])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        err.contains("lists 0 checkpoints and 3 sunk-compute values, the preset has 3"),
+        "{err}"
+    );
 }
 
 #[test]

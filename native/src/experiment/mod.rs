@@ -92,6 +92,14 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     {
         Some(b) => {
             anyhow::ensure!(
+                b.checkpoints.len() == ckpt_steps.len() && b.sunk.len() == ckpt_steps.len(),
+                "{} lists {} checkpoints and {} sunk-compute values, the preset has {}; delete it to retrain the base",
+                done_path.display(),
+                b.checkpoints.len(),
+                b.sunk.len(),
+                ckpt_steps.len()
+            );
+            anyhow::ensure!(
                 b.preset == p.name && b.seed == a.seed && b.steps == ckpt_steps,
                 "{} holds a study with preset `{}` and seed {}; use another --out for preset `{}` seed {}",
                 out.display(),
