@@ -28,7 +28,8 @@ struct Params {
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 
 // Keys per query are bounded by the workgroup-memory budget WebGPU guarantees (16 KiB).
-var<workgroup> scores: array<f32, 2048>;
+const MAX_T: u32 = 2048u; // longest sequence (gpu::ops::MAX_ATTENTION_TOKENS)
+var<workgroup> scores: array<f32, MAX_T>;
 var<workgroup> red: array<f32, 64>;
 
 @compute @workgroup_size(64)

@@ -12,15 +12,15 @@
 // Every buffer is read_write: burn sub-allocates tensors from shared buffers. Loop bounds go
 // through workgroupUniformLoad so that the barriers inside the loops are in uniform control flow.
 
-const T: u32 = 16u;
+const T: u32 = 16u; // rows per expert tile (gpu::shaders::GROUPED_TILE_ROWS)
 
 @group(0) @binding(0) var<storage, read_write> a: array<f32>;
 @group(0) @binding(1) var<storage, read_write> b: array<f32>;
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
 @group(0) @binding(3) var<storage, read> info: array<u32>;
 
-var<workgroup> ta: array<array<f32, 16>, 16>;
-var<workgroup> tb: array<array<f32, 16>, 16>;
+var<workgroup> ta: array<array<f32, T>, T>;
+var<workgroup> tb: array<array<f32, T>, T>;
 var<workgroup> loop_lo: u32;
 var<workgroup> loop_hi: u32;
 

@@ -28,8 +28,9 @@ const NONE: u32 = 0xffffffffu;
 @group(0) @binding(3) var<storage, read_write> slot_row: array<u32>;
 @group(0) @binding(4) var<storage, read_write> tile_expert: array<u32>;
 
-var<workgroup> counts: array<atomic<u32>, 1024>;
-var<workgroup> starts: array<u32, 1025>;
+const MAX_EXPERTS: u32 = 1024u; // the planner's limit (gpu::ops::MAX_MOE_EXPERTS)
+var<workgroup> counts: array<atomic<u32>, MAX_EXPERTS>;
+var<workgroup> starts: array<u32, MAX_EXPERTS + 1u>;
 
 @compute @workgroup_size(256)
 fn plan(@builtin(local_invocation_id) lid: vec3<u32>) {

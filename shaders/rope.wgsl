@@ -1,6 +1,7 @@
-// Rotary position embedding, in place, on `heads` head slices per row. Pair i of a head
-// rotates by angle pos · base^(-2i/dim); pairs are (2i, 2i+1) when interleaved (DeepSeek),
-// else (i, i + dim/2) (rotate_half).
+// Rotary position embedding, in place, on `heads` head slices per row, with the angles from a
+// table the host builds (moegrow_core::rope::Rope, the same for every backend): pair i of a
+// head at position t rotates by cos[t][i], sin[t][i]. Pairs are (2i, 2i+1) when interleaved
+// (DeepSeek), else (i, i + dim/2) (rotate_half).
 struct Params {
     rows: u32,
     heads: u32,
@@ -9,11 +10,12 @@ struct Params {
     col_offset: u32,   // first column of head 0's rotary part
     head_step: u32,    // columns between heads
     interleaved: u32,
-    base: f32,
+    positions: u32,    // rows of the table: cos is [positions][dim/2], sin follows it
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read_write> x: array<f32>;
+@group(0) @binding(2) var<storage, read> table: array<f32>;
 
 @compute @workgroup_size(64)
 fn rope(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -25,10 +27,8 @@ fn rope(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     let i = idx % half;
     let h = (idx / half) % p.heads;
     let t = idx / (half * p.heads);
-    let inv = 1.0 / pow(p.base, f32(2u * i) / f32(p.dim));
-    let angle = f32(t) * inv;
-    let c = cos(angle);
-    let s = sin(angle);
+    let c = table[t * half + i];
+    let s = table[p.positions * half + t * half + i];
     let start = t * p.row_stride + p.col_offset + h * p.head_step;
     var ia = start + i;
     var ib = start + i + half;

@@ -24,7 +24,8 @@ struct Params {
 @group(0) @binding(3) var<storage, read_write> chosen: array<u32>;
 @group(0) @binding(4) var<storage, read_write> weights: array<f32>;
 
-const MAX_E: u32 = 512u;
+const MAX_E: u32 = 512u;     // per-token scores in registers (gpu::ops::MAX_ROUTER_EXPERTS)
+const MAX_GROUPS: u32 = 64u; // expert groups (gpu::ops::MAX_ROUTER_GROUPS)
 const NEG: f32 = -3.4e38;
 
 @compute @workgroup_size(64)
@@ -33,8 +34,8 @@ fn route(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (t >= p.tokens) {
         return;
     }
-    var score: array<f32, 512>;
-    var choice: array<f32, 512>;
+    var score: array<f32, MAX_E>;
+    var choice: array<f32, MAX_E>;
     let base = t * p.experts;
     var m = NEG;
     for (var e = 0u; e < p.experts; e++) {
@@ -61,7 +62,7 @@ fn route(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     if (p.n_group > 0u) {
         let per = p.experts / p.n_group;
-        var gscore: array<f32, 64>;
+        var gscore: array<f32, MAX_GROUPS>;
         for (var g = 0u; g < p.n_group; g++) {
             var b1 = NEG;
             var b2 = NEG;
@@ -76,7 +77,7 @@ fn route(@builtin(global_invocation_id) gid: vec3<u32>) {
             }
             gscore[g] = select(b1, b1 + b2, p.group_sum_top2 != 0u);
         }
-        var keep: array<u32, 64>;
+        var keep: array<u32, MAX_GROUPS>;
         for (var g = 0u; g < p.n_group; g++) {
             keep[g] = 0u;
         }

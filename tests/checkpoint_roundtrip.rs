@@ -16,7 +16,7 @@ fn write(
     dtype: Option<DType>,
     max_shard: u64,
 ) {
-    let tensors = ckpt.export(layout, dtype);
+    let tensors = ckpt.export(layout, dtype).unwrap();
     let opts = WriteOptions {
         max_shard_bytes: max_shard,
         ..Default::default()

@@ -184,16 +184,15 @@ fn noise_has_the_requested_relative_std_and_touches_only_the_copies() {
     );
 
     // `both`: +ε on the original, −ε on the copy, so the pair's mean is the source.
-    let mut step = WidthStep {
-        noise: alpha,
+    let mut step = GrowthOptions {
         noise_on: NoiseOn::Both,
         router_noise: false,
-        ..WidthStep::default()
+        ..GrowthOptions::width(2, alpha)
     };
     let g = grow(
         &dir,
         &tmp.path().join("both"),
-        vec![GrowthStep::Width(step.clone())],
+        vec![Step::Options(step.clone())],
         7,
         None,
     );
@@ -224,7 +223,7 @@ fn noise_has_the_requested_relative_std_and_touches_only_the_copies() {
     let g = grow(
         &dir,
         &tmp.path().join("random"),
-        vec![GrowthStep::Width(step)],
+        vec![Step::Options(step)],
         7,
         None,
     );

@@ -10,7 +10,7 @@ use moegrow_core::reference::ReferenceModel;
 use moegrow_integration_tests::*;
 
 /// The plans of check_moegrow_grown.sh, as the CLI builds them (depth before width).
-fn plan(name: &str) -> (Vec<GrowthStep>, u64) {
+fn plan(name: &str) -> (Vec<Step>, u64) {
     match name {
         "w2" => (vec![width(2, 0.0)], 0),
         "w2-noise" => (vec![width(2, 0.01)], 1),

@@ -92,44 +92,71 @@ pub fn max_abs_diff(got: &[f32], want: &[f32]) -> (f32, usize) {
 }
 
 /// Growth steps as the tests use them: width ×`factor` with relative noise `noise` (other
-/// options at the CLI's defaults), and depth ×2 by `method`.
-pub fn width(factor: usize, noise: f32) -> moegrow_core::growth::GrowthStep {
-    use moegrow_core::growth::{GrowthStep, WidthStep};
-    GrowthStep::Width(WidthStep {
-        factor,
-        noise,
-        ..WidthStep::default()
-    })
+/// options at the CLI's defaults), and depth ×2 by `method`. A list of them becomes one set of
+/// `core` growth options (the first kind listed goes first), which `core` turns into the plan.
+#[derive(Debug, Clone)]
+pub enum Step {
+    /// Any options (the steps before it are replaced, the seed is the test's).
+    Options(moegrow_core::growth::GrowthOptions),
+    Width { factor: usize, noise: f32 },
+    Depth {
+        method: moegrow_core::growth::DepthMethod,
+        zero_init_copies: bool,
+    },
 }
 
-pub fn depth(
-    method: moegrow_core::growth::DepthMethod,
-    zero_init_copies: bool,
-) -> moegrow_core::growth::GrowthStep {
-    use moegrow_core::growth::{DepthStep, GrowthStep};
-    GrowthStep::Depth(DepthStep {
-        factor: 2,
+pub fn width(factor: usize, noise: f32) -> Step {
+    Step::Width { factor, noise }
+}
+
+pub fn depth(method: moegrow_core::growth::DepthMethod, zero_init_copies: bool) -> Step {
+    Step::Depth {
         method,
-        keep_first: 0,
-        keep_last: 0,
         zero_init_copies,
-        layer_map: None,
-    })
+    }
+}
+
+/// The growth options a list of steps stands for.
+pub fn options(steps: &[Step], seed: u64) -> moegrow_core::growth::GrowthOptions {
+    let mut o = moegrow_core::growth::GrowthOptions {
+        seed,
+        width_first: matches!(steps.first(), Some(Step::Width { .. })),
+        ..Default::default()
+    };
+    for s in steps {
+        match s.clone() {
+            Step::Options(given) => {
+                o = moegrow_core::growth::GrowthOptions { seed, ..given };
+            }
+            Step::Width { factor, noise } => {
+                o.experts = Some(factor);
+                o.noise = noise;
+            }
+            Step::Depth {
+                method,
+                zero_init_copies,
+            } => {
+                o.depth = Some(2);
+                o.depth_method = method;
+                o.zero_init_copies = zero_init_copies;
+            }
+        }
+    }
+    o
 }
 
 /// Grow `src` by `steps` into `out` (in `layout`, or the source's) and open the result.
 pub fn grow(
     src: &Path,
     out: &Path,
-    steps: Vec<moegrow_core::growth::GrowthStep>,
+    steps: Vec<Step>,
     seed: u64,
     layout: Option<moegrow_core::ExpertLayout>,
 ) -> moegrow_core::Checkpoint {
     use moegrow_core::checkpoint::{write_checkpoint, WriteOptions};
     let ckpt = moegrow_core::Checkpoint::open(src).unwrap();
-    let grown = moegrow_core::growth::GrowthPlan { steps, seed }
-        .apply(&ckpt)
-        .unwrap();
+    let plan = options(&steps, seed).plan().unwrap();
+    let grown = plan.apply(&ckpt).unwrap();
     let tensors = grown.tensors(layout.unwrap_or(ckpt.layout)).unwrap();
     write_checkpoint(
         out,

@@ -6,7 +6,8 @@ use crate::config::{Attention, ModelConfig, QkNorm};
 use crate::dtype::decode_f32;
 use crate::error::Result;
 use crate::reference::Mat;
-use crate::roles::{expected_roles, is_routed_expert, role_shape, ExpertLayout, Proj, Role};
+use crate::roles::{Proj, Role};
+use crate::schema::{specs, Kind};
 use std::collections::BTreeMap;
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -21,6 +22,14 @@ pub struct ParamCounts {
     pub routed_experts: u64,
     /// The input embedding table (included in both counts above).
     pub embedding: u64,
+    /// Parameters of the multi-token-prediction blocks, not included above (transformers does
+    /// not load them; they serve training and speculative decoding).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub mtp: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl ParamCounts {
@@ -31,27 +40,28 @@ impl ParamCounts {
 }
 
 pub fn param_counts(ckpt: &Checkpoint) -> ParamCounts {
-    param_counts_for(&ckpt.config, ckpt.layout)
+    param_counts_for(&ckpt.config)
 }
 
 /// Parameter counts implied by a config alone (a checkpoint's tensors always match its config;
 /// the loader checks every shape), e.g. for a growth plan's result before it is written.
-pub fn param_counts_for(cfg: &ModelConfig, layout: ExpertLayout) -> ParamCounts {
+pub fn param_counts_for(cfg: &ModelConfig) -> ParamCounts {
     let moe = &cfg.moe;
-    let mut total = 0u64;
-    let mut routed = 0u64;
-    let mut embedding = 0u64;
-    for role in expected_roles(cfg, layout) {
-        if is_buffer(role) {
-            continue;
-        }
-        let n = role_shape(cfg, role).iter().product::<usize>() as u64;
-        total += n;
-        if is_routed_expert(role) {
-            routed += n;
-        }
-        if role == Role::Embed {
-            embedding = n;
+    let (mut total, mut routed, mut embedding, mut mtp) = (0u64, 0u64, 0u64, 0u64);
+    for s in specs(cfg) {
+        let n = s.numel() as u64;
+        match (s.kind, s.role) {
+            (Kind::Buffer, _) => {}
+            (_, Role::Mtp(..)) => mtp += n,
+            (kind, role) => {
+                total += n;
+                if kind == Kind::Experts {
+                    routed += n;
+                }
+                if role == Role::Embed {
+                    embedding = n;
+                }
+            }
         }
     }
     let active_routed = if moe.num_experts == 0 {
@@ -64,12 +74,8 @@ pub fn param_counts_for(cfg: &ModelConfig, layout: ExpertLayout) -> ParamCounts 
         activated: total - routed + active_routed,
         routed_experts: routed,
         embedding,
+        mtp,
     }
-}
-
-/// Tensors transformers registers as buffers rather than parameters.
-pub fn is_buffer(role: Role) -> bool {
-    matches!(role, Role::Layer(_, crate::roles::LayerRole::RouterBias))
 }
 
 /// Tensor count and bytes per dtype.
@@ -123,11 +129,11 @@ pub fn layer_expert_norm(ckpt: &Checkpoint, layer: usize) -> Result<Option<f64>>
     Ok(Some(sum / (3 * cfg.moe.num_experts) as f64))
 }
 
-/// Every tensor of one layer (what growth and the per-layer statistics read).
-pub fn layer_roles(ckpt: &Checkpoint, layer: usize) -> Vec<Role> {
+/// Every stored tensor of one layer slot (what growth and the per-layer statistics read).
+pub fn slot_roles(ckpt: &Checkpoint, slot: crate::roles::LayerSlot) -> Vec<Role> {
     ckpt.entries()
         .iter()
-        .filter(|e| matches!(e.role, Role::Layer(l, _) if l == layer))
+        .filter(|e| e.role.layer_part().is_some_and(|(s, _)| s == slot))
         .map(|e| e.role)
         .collect()
 }
@@ -374,48 +380,78 @@ pub fn attention_words(c: &crate::ModelConfig) -> String {
     }
 }
 
+/// Tensors and bytes stored in one dtype.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DtypeBytes {
+    pub tensors: usize,
+    pub bytes: u64,
+}
+
 /// The header-only facts about a checkpoint that `moegrow inspect` and the browser explorer
 /// both show: architecture, parameter counts, FLOPs per token, tensors and bytes per dtype.
-/// Nothing here reads a tensor, so it is instant even for a remote 70B checkpoint.
-pub fn summary(ckpt: &Checkpoint) -> serde_json::Value {
-    use serde_json::json;
+/// Nothing here reads a tensor, so it is instant even for a remote 70B checkpoint. Serialised
+/// as `inspect --json` prints it and the page reads it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Summary {
+    pub family: &'static str,
+    pub model_type: &'static str,
+    pub layout: &'static str,
+    pub files: Vec<String>,
+    pub layers: usize,
+    pub moe_layers: Vec<usize>,
+    /// Multi-token-prediction blocks stored after the decoder layers.
+    pub mtp_layers: usize,
+    pub hidden_size: usize,
+    pub vocab_size: usize,
+    pub num_heads: usize,
+    pub num_kv_heads: usize,
+    pub head_dim: usize,
+    pub attention: String,
+    pub experts: usize,
+    pub top_k: usize,
+    pub expert_intermediate: usize,
+    pub shared_expert_intermediate: Option<usize>,
+    pub dense_intermediate: usize,
+    pub routing: String,
+    pub tie_word_embeddings: bool,
+    pub parameters: ParamCounts,
+    pub train_flops_per_token: u64,
+    pub tensors: usize,
+    pub bytes_by_dtype: BTreeMap<String, DtypeBytes>,
+}
+
+pub fn summary(ckpt: &Checkpoint) -> Summary {
     let c = &ckpt.config;
     let p = param_counts(ckpt);
-    let moe_layers: Vec<usize> = c.moe_layers().collect();
-    let dtypes: serde_json::Map<String, serde_json::Value> = bytes_by_dtype(ckpt)
-        .into_iter()
-        .map(|(d, (n, b))| (d.to_string(), json!({"tensors": n, "bytes": b})))
-        .collect();
-    json!({
-        "family": c.family.name(),
-        "model_type": c.family.model_type(),
-        "layout": ckpt.layout.name(),
-        "files": ckpt.shards.iter().map(|s| s.name.clone()).collect::<Vec<_>>(),
-        "layers": c.num_layers,
-        "moe_layers": moe_layers,
-        "hidden_size": c.hidden_size,
-        "vocab_size": c.vocab_size,
-        "num_heads": c.num_heads,
-        "num_kv_heads": c.num_kv_heads,
-        "head_dim": c.head_dim,
-        "attention": attention_words(c),
-        "experts": c.moe.num_experts,
-        "top_k": c.moe.top_k,
-        "expert_intermediate": c.moe.intermediate,
-        "shared_expert_intermediate": c.moe.shared.as_ref().map(|s| s.intermediate),
-        "dense_intermediate": c.dense_intermediate,
-        "routing": c.moe.router.describe(c.moe.top_k),
-        "tie_word_embeddings": c.tie_word_embeddings,
-        "parameters": {
-            "total": p.total,
-            "activated": p.activated,
-            "routed_experts": p.routed_experts,
-            "embedding": p.embedding,
-        },
-        "train_flops_per_token": p.train_flops_per_token(),
-        "tensors": ckpt.entries().len(),
-        "bytes_by_dtype": dtypes,
-    })
+    Summary {
+        family: c.family.name(),
+        model_type: c.family.model_type(),
+        layout: ckpt.layout.name(),
+        files: ckpt.shards.iter().map(|s| s.name.clone()).collect(),
+        layers: c.num_layers,
+        moe_layers: c.moe_layers().collect(),
+        mtp_layers: c.mtp_layers,
+        hidden_size: c.hidden_size,
+        vocab_size: c.vocab_size,
+        num_heads: c.num_heads,
+        num_kv_heads: c.num_kv_heads,
+        head_dim: c.head_dim,
+        attention: attention_words(c),
+        experts: c.moe.num_experts,
+        top_k: c.moe.top_k,
+        expert_intermediate: c.moe.intermediate,
+        shared_expert_intermediate: c.moe.shared.as_ref().map(|s| s.intermediate),
+        dense_intermediate: c.dense_intermediate,
+        routing: c.moe.router.describe(c.moe.top_k),
+        tie_word_embeddings: c.tie_word_embeddings,
+        train_flops_per_token: p.train_flops_per_token(),
+        parameters: p,
+        tensors: ckpt.entries().len(),
+        bytes_by_dtype: bytes_by_dtype(ckpt)
+            .into_iter()
+            .map(|(d, (tensors, bytes))| (d.to_string(), DtypeBytes { tensors, bytes }))
+            .collect(),
+    }
 }
 
 #[cfg(test)]

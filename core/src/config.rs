@@ -186,6 +186,10 @@ pub struct ModelConfig {
     pub moe: MoeConfig,
     /// Sliding-window size per layer (`None`: full causal attention).
     pub sliding_window: Vec<Option<usize>>,
+    /// Multi-token-prediction blocks stored after the decoder layers (DeepSeek-V3's
+    /// `num_nextn_predict_layers`). A checkpoint stores all of them or none: transformers drops
+    /// them when it saves, so [`crate::Checkpoint`] sets this to 0 when they are absent.
+    pub mtp_layers: usize,
     /// `config.json` as read, for keys we do not interpret.
     pub raw: Map<String, Value>,
 }
@@ -232,12 +236,13 @@ impl ModelConfig {
         self.mlp.get(layer) == Some(&MlpKind::Moe)
     }
 
-    /// The dtype named in config.json (`dtype` or `torch_dtype`), if any.
-    pub fn declared_dtype(&self) -> Option<crate::DType> {
-        ["dtype", "torch_dtype"]
-            .iter()
-            .filter_map(|k| self.raw.get(*k).and_then(Value::as_str))
-            .find_map(crate::DType::parse)
+    /// The feed-forward kind of a layer slot (multi-token-prediction layers are MoE layers,
+    /// as the layers they follow).
+    pub fn slot_is_moe(&self, slot: crate::roles::LayerSlot) -> bool {
+        match slot {
+            crate::roles::LayerSlot::Decoder(l) => self.is_moe(l),
+            crate::roles::LayerSlot::Mtp(_) => true,
+        }
     }
 
     fn validate(&self) -> Result<()> {

@@ -11,11 +11,14 @@ use crate::checkpoint::OutputTensor;
 use crate::config::ModelConfig;
 use crate::dtype::{encode_f32, DType};
 use crate::error::{Error, Result};
-use crate::roles::{expected_roles, role_shape, AttnRole, ExpertLayout, LayerRole, Role};
+use crate::roles::{ExpertLayout, Role};
+use crate::schema::layout::{self, disk_tensors};
+use crate::schema::{Kind, TensorSource};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal};
 use std::borrow::Cow;
+use std::collections::HashMap;
 
 /// Architecture sizes of a preset.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
@@ -138,72 +141,75 @@ impl Preset {
     }
 }
 
-/// Tensors of a freshly initialised model. Norm weights are ones; every other tensor is
-/// N(0, std²) from a ChaCha8 stream selected by the tensor's index, so tensors can be produced
-/// in any order (and in parallel) with identical bytes.
-pub fn init_tensors(
-    config: &ModelConfig,
+/// A freshly initialised model, as a [`TensorSource`]. Norm weights are ones, biases zeros;
+/// every other tensor is N(0, std²) from a ChaCha8 stream selected by the tensor's index in the
+/// per-expert layout, so tensors can be produced in any order (and in parallel) with identical
+/// bytes, and the trainer's `--preset` start equals `moegrow init`'s output.
+pub struct Initialiser {
+    config: ModelConfig,
     dtype: DType,
     seed: u64,
     std: f32,
-) -> Vec<OutputTensor<'_>> {
-    let layout = ExpertLayout::PerExpert;
-    expected_roles(config, layout)
-        .into_iter()
-        .enumerate()
-        .map(|(index, role)| {
-            let shape = role_shape(config, role);
-            let numel: usize = shape.iter().product();
-            let is_norm = matches!(
-                role,
-                Role::FinalNorm
-                    | Role::Layer(
-                        _,
-                        LayerRole::InputNorm
-                            | LayerRole::PostAttnNorm
-                            | LayerRole::Attn(
-                                AttnRole::QNorm
-                                    | AttnRole::KNorm
-                                    | AttnRole::QANorm
-                                    | AttnRole::KvANorm
-                            )
-                    )
-            );
-            let is_bias = matches!(
-                role,
-                Role::Layer(
-                    _,
-                    LayerRole::RouterBias
-                        | LayerRole::Attn(
-                            AttnRole::QBias
-                                | AttnRole::KBias
-                                | AttnRole::VBias
-                                | AttnRole::OBias
-                                | AttnRole::QABias
-                                | AttnRole::KvABias
-                        )
-                )
-            );
-            OutputTensor {
-                name: config.family.tensor_name(role, layout),
-                dtype,
-                shape,
-                data: Box::new(move || {
-                    let values: Vec<f32> = if is_norm {
-                        vec![1.0; numel]
-                    } else if is_bias {
-                        vec![0.0; numel]
-                    } else {
-                        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-                        rng.set_stream(index as u64);
-                        let normal = Normal::new(0.0f32, std).expect("std is positive");
-                        (0..numel).map(|_| normal.sample(&mut rng)).collect()
-                    };
-                    Ok(Cow::Owned(encode_f32(dtype, &values)))
-                }),
+    /// Per stored tensor (per-expert layout): its stream, kind and size.
+    tensors: HashMap<Role, (u64, Kind, usize)>,
+}
+
+impl Initialiser {
+    pub fn new(config: &ModelConfig, dtype: DType, seed: u64, std: f32) -> Initialiser {
+        let tensors = disk_tensors(config, ExpertLayout::PerExpert)
+            .into_iter()
+            .enumerate()
+            .map(|(i, d)| (d.role, (i as u64, d.kind, d.shape.iter().product())))
+            .collect();
+        Initialiser {
+            config: config.clone(),
+            dtype,
+            seed,
+            std,
+            tensors,
+        }
+    }
+
+    /// The tensors `moegrow init` writes (per-expert layout).
+    pub fn tensors(&self) -> Vec<OutputTensor<'_>> {
+        layout::output_tensors(self, ExpertLayout::PerExpert, None)
+            .expect("an initialiser knows every tensor of its schema")
+    }
+
+    fn values(&self, role: Role) -> Result<Vec<f32>> {
+        let &(stream, kind, numel) = self.tensors.get(&role).ok_or_else(|| {
+            Error::Invalid(format!("internal: {role:?} is not a tensor of this model"))
+        })?;
+        Ok(match kind {
+            Kind::Norm => vec![1.0; numel],
+            Kind::Bias | Kind::Buffer => vec![0.0; numel],
+            Kind::Matrix | Kind::Experts => {
+                let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
+                rng.set_stream(stream);
+                let normal = Normal::new(0.0f32, self.std).map_err(|_| {
+                    Error::Invalid(format!(
+                        "--init-std must be a non-negative number, not {}",
+                        self.std
+                    ))
+                })?;
+                (0..numel).map(|_| normal.sample(&mut rng)).collect()
             }
         })
-        .collect()
+    }
+}
+
+impl TensorSource for Initialiser {
+    fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+    fn dtype_of(&self, _: Role) -> Result<DType> {
+        Ok(self.dtype)
+    }
+    fn read(&self, role: Role) -> Result<Cow<'_, [u8]>> {
+        layout::assemble(&self.config, role, |r| {
+            Ok(Cow::Owned(encode_f32(self.dtype, &self.values(r)?)))
+        })
+    }
 }
 
 #[cfg(test)]
@@ -222,9 +228,12 @@ mod tests {
     #[test]
     fn init_is_deterministic_and_seed_dependent() {
         let cfg = ModelConfig::from_json(preset("tiny").unwrap().config_json(DType::F32)).unwrap();
-        let a = init_tensors(&cfg, DType::F32, 7, 0.02);
-        let b = init_tensors(&cfg, DType::F32, 7, 0.02);
-        let c = init_tensors(&cfg, DType::F32, 8, 0.02);
+        let (ia, ib, ic) = (
+            Initialiser::new(&cfg, DType::F32, 7, 0.02),
+            Initialiser::new(&cfg, DType::F32, 7, 0.02),
+            Initialiser::new(&cfg, DType::F32, 8, 0.02),
+        );
+        let (a, b, c) = (ia.tensors(), ib.tensors(), ic.tensors());
         let last = a.len() - 1;
         assert_eq!((a[last].data)().unwrap(), (b[last].data)().unwrap());
         assert_ne!((a[last].data)().unwrap(), (c[last].data)().unwrap());

@@ -3,6 +3,9 @@
 //! - [`config`] and [`families`]: `config.json` of each supported Hugging Face MoE family,
 //!   normalised into one [`ModelConfig`].
 //! - [`roles`]: what each tensor is, independent of its name.
+//! - [`schema`]: which tensors a model has (the weight tree), how they are named and laid out
+//!   on disk, and the [`schema::TensorSource`] interface every reader and writer shares.
+//! - [`rope`]: the rotary tables every backend uses.
 //! - [`checkpoint`]: reading (memory-mapped, lazy) and writing (sharded, atomic) checkpoints.
 //! - [`reference`]: the CPU reference forward pass.
 //! - [`growth`]: depth and width growth as lazy, streamed stages with reproducible noise.
@@ -21,6 +24,8 @@ pub mod growth;
 pub mod init;
 pub mod reference;
 pub mod roles;
+pub mod rope;
+pub mod schema;
 
 pub use checkpoint::Checkpoint;
 pub use config::ModelConfig;
@@ -28,3 +33,4 @@ pub use dtype::DType;
 pub use error::{Error, Result};
 pub use families::Family;
 pub use roles::{ExpertLayout, LayerRole, Proj, Role};
+pub use schema::TensorSource;

@@ -5,13 +5,11 @@
 
 use crate::progress::Progress;
 use crate::session::Session;
-use moegrow_core::analysis::{layer_roles, param_counts_for};
+use moegrow_core::analysis::{param_counts_for, slot_roles};
 use moegrow_core::checkpoint::{parse_size, plan_files, INDEX_FILE};
-use moegrow_core::growth::{
-    provenance, AuxCoef, DepthMethod, DepthStep, GrowthPlan, GrowthStep, NewExperts, NoiseOn,
-    WidthStep,
-};
-use moegrow_core::roles::expected_roles;
+use moegrow_core::growth::{provenance, GrowthOptions, GrowthPlan};
+use moegrow_core::roles::LayerSlot;
+use moegrow_core::schema::layout::disk_tensors;
 use moegrow_core::{ExpertLayout, Role};
 use serde_json::{json, Value};
 
@@ -57,53 +55,20 @@ fn five_gb() -> String {
 }
 
 impl GrowOptions {
-    /// The plan `moegrow grow` builds from the same flags.
+    /// The plan `moegrow grow` builds from the same flags: the form's fields become `core`'s
+    /// growth options, and `core` builds and checks the plan.
     pub fn plan(&self) -> Result<GrowthPlan, String> {
-        let mut steps = Vec::new();
-        if let Some(k) = self.depth.filter(|&k| k > 1) {
-            steps.push(GrowthStep::Depth(DepthStep {
-                factor: k,
-                method: match self.depth_method.as_str() {
-                    "interpose" => DepthMethod::Interpose,
-                    "stack" => DepthMethod::Stack,
-                    m => return Err(format!("unknown depth method `{m}` (interpose or stack)")),
-                },
-                keep_first: 0,
-                keep_last: 0,
-                zero_init_copies: false,
-                layer_map: None,
-            }));
-        }
-        if let Some(m) = self.experts.filter(|&m| m > 1) {
-            let w = GrowthStep::Width(WidthStep {
-                factor: m,
-                interleave: false,
-                noise: self.noise,
-                noise_on: NoiseOn::Copies,
-                router_noise: true,
-                new_experts: match self.new_experts.as_str() {
-                    "copy" => NewExperts::Copy,
-                    "random" => NewExperts::Random,
-                    n => return Err(format!("unknown new-expert kind `{n}` (copy or random)")),
-                },
-                aux_coef: AuxCoef::Keep,
-            });
-            if self.width_first {
-                steps.insert(0, w);
-            } else {
-                steps.push(w);
-            }
-        }
-        if !(self.noise.is_finite() && self.noise >= 0.0) {
-            return Err(format!(
-                "α must be a non-negative number, not {}",
-                self.noise
-            ));
-        }
-        Ok(GrowthPlan {
-            steps,
+        let o = GrowthOptions {
+            depth: self.depth,
+            depth_method: self.depth_method.parse()?,
+            experts: self.experts,
+            noise: self.noise,
+            new_experts: self.new_experts.parse()?,
+            width_first: self.width_first,
             seed: self.seed,
-        })
+            ..GrowthOptions::default()
+        };
+        o.plan().map_err(|e| e.to_string())
     }
 
     fn layout(&self, source: ExpertLayout) -> Result<ExpertLayout, String> {
@@ -122,12 +87,12 @@ pub fn preview(s: &Session, o: &GrowOptions) -> Result<Value, String> {
     let plan = o.plan()?;
     let ckpt = s.ckpt.borrow();
     let layout = o.layout(ckpt.layout)?;
-    let grown = plan.apply(&ckpt).map_err(|e| e.to_string())?;
+    let grown = plan.apply(&*ckpt).map_err(|e| e.to_string())?;
     let tensors = grown.tensors(layout).map_err(|e| e.to_string())?;
     let max = parse_size(&o.max_shard_size).map_err(|e| e.to_string())?;
     let (files, _) = plan_files(&tensors, max, &Default::default());
-    let before = param_counts_for(&ckpt.config, ckpt.layout);
-    let after = param_counts_for(&grown.config, layout);
+    let before = param_counts_for(&ckpt.config);
+    let after = param_counts_for(&grown.config);
     Ok(json!({
         "plan": plan,
         "notes": grown.notes,
@@ -140,10 +105,11 @@ pub fn preview(s: &Session, o: &GrowOptions) -> Result<Value, String> {
     }))
 }
 
-/// Which source tensors an output tensor needs: a whole source layer, or one global tensor.
+/// Which source tensors an output tensor needs: a whole source layer (or the layer of a
+/// multi-token-prediction block), or one global tensor.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Need {
-    Layer(usize),
+    Layer(LayerSlot),
     Global(Role),
 }
 
@@ -163,7 +129,7 @@ pub async fn grow(
     let (layout, shards, index, needs, sizes, total, config_json, extra) = {
         let ckpt = s.ckpt.borrow();
         let layout = o.layout(ckpt.layout)?;
-        let grown = plan.apply(&ckpt).map_err(|e| e.to_string())?;
+        let grown = plan.apply(&*ckpt).map_err(|e| e.to_string())?;
         let tensors = grown.tensors(layout).map_err(|e| e.to_string())?;
         let record = provenance::record(
             &s.name,
@@ -175,11 +141,14 @@ pub async fn grow(
         );
         let (metadata, extra) = provenance::outputs(&record);
         let (shards, index) = plan_files(&tensors, max, &metadata.into_iter().collect());
-        let needs: Vec<Need> = expected_roles(&grown.config, layout)
+        let needs: Vec<Need> = disk_tensors(&grown.config, layout)
             .into_iter()
-            .map(|r| match r {
-                Role::Layer(l, _) => Need::Layer(grown.layer_sources[l]),
-                r => Need::Global(r),
+            .map(|d| match d.role.layer_part() {
+                Some((LayerSlot::Decoder(l), _)) => {
+                    Need::Layer(LayerSlot::Decoder(grown.layer_sources[l]))
+                }
+                Some((slot, _)) => Need::Layer(slot),
+                None => Need::Global(d.role),
             })
             .collect();
         let sizes: Vec<usize> = tensors.iter().map(|t| t.nbytes()).collect();
@@ -211,7 +180,7 @@ pub async fn grow(
             if resident != Some(need) {
                 s.evict();
                 let roles = match need {
-                    Need::Layer(l) => layer_roles(&s.ckpt.borrow(), l),
+                    Need::Layer(l) => slot_roles(&s.ckpt.borrow(), l),
                     Need::Global(r) => vec![r],
                 };
                 s.load(&roles, p).await?;
@@ -219,7 +188,7 @@ pub async fn grow(
             }
             let produced: Vec<Vec<u8>> = {
                 let ckpt = s.ckpt.borrow();
-                let grown = plan.apply(&ckpt).map_err(|e| e.to_string())?;
+                let grown = plan.apply(&*ckpt).map_err(|e| e.to_string())?;
                 let tensors = grown.tensors(layout).map_err(|e| e.to_string())?;
                 shard.tensors[k..end]
                     .iter()

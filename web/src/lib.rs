@@ -145,26 +145,22 @@ impl Explorer {
     pub fn summary(&self) -> String {
         let s = &self.inner.session;
         let c = s.ckpt.borrow();
-        let mut v = moegrow_core::analysis::summary(&c);
-        v["name"] = s.name.clone().into();
-        v["bytes"] = s.shards.iter().map(|x| x.len()).sum::<u64>().into();
-        v["open_ms"] = s.open_ms.into();
-        v["ignored_files"] = s.ignored.clone().into();
-        v["tokenizer"] = s.tokenizer.is_some().into();
-        v["companions"] = s
-            .companions
-            .iter()
-            .map(|(n, _)| n.clone())
-            .collect::<Vec<_>>()
-            .into();
-        v["growth"] = c
-            .metadata
-            .get("moegrow_growth")
-            .and_then(|g| serde_json::from_str(g).ok())
-            .unwrap_or(serde_json::Value::Null);
-        v["sunk_flops"] = moegrow_core::growth::provenance::sunk_flops(&c)
-            .map_or(serde_json::Value::Null, Into::into);
-        v.to_string()
+        let page = PageSummary {
+            summary: moegrow_core::analysis::summary(&c),
+            name: s.name.clone(),
+            bytes: s.shards.iter().map(|x| x.len()).sum(),
+            open_ms: s.open_ms,
+            ignored_files: s.ignored.clone(),
+            tokenizer: s.tokenizer.is_some(),
+            companions: s.companions.iter().map(|(n, _)| n.clone()).collect(),
+            growth: c
+                .metadata
+                .get("moegrow_growth")
+                .and_then(|g| serde_json::from_str(g).ok())
+                .unwrap_or(serde_json::Value::Null),
+            sunk_flops: moegrow_core::growth::provenance::sunk_flops(&c),
+        };
+        serde_json::to_string(&page).expect("a summary serialises")
     }
 
     /// Every tensor (JSON array).
@@ -309,3 +305,18 @@ pub fn version() -> String {
 
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests;
+
+/// What the Summary view shows: `core`'s summary plus the page's own facts about the session.
+#[derive(serde::Serialize)]
+struct PageSummary {
+    #[serde(flatten)]
+    summary: moegrow_core::analysis::Summary,
+    name: String,
+    bytes: u64,
+    open_ms: f64,
+    ignored_files: Vec<String>,
+    tokenizer: bool,
+    companions: Vec<String>,
+    growth: serde_json::Value,
+    sunk_flops: Option<f64>,
+}

@@ -4,7 +4,8 @@
 
 use crate::progress::Progress;
 use crate::session::Session;
-use moegrow_core::analysis::{expert_similarity, layer_expert_norm, layer_roles};
+use moegrow_core::analysis::{expert_similarity, layer_expert_norm, slot_roles};
+use moegrow_core::roles::LayerSlot;
 use moegrow_core::gpu::Gpu;
 use moegrow_core::roles::is_routed_expert;
 use moegrow_core::Role;
@@ -14,7 +15,7 @@ use serde_json::{json, Value};
 const GROUP_BYTES: u64 = 256 << 20;
 
 fn expert_roles(s: &Session, layer: usize) -> Vec<Role> {
-    layer_roles(&s.ckpt.borrow(), layer)
+    slot_roles(&s.ckpt.borrow(), LayerSlot::Decoder(layer))
         .into_iter()
         .filter(|r| is_routed_expert(*r))
         .collect()

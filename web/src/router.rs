@@ -144,7 +144,7 @@ async fn forward(
     let mut done = None;
     if let Some(g) = gpu {
         p.report(1.0, 3.0, "uploading to the GPU").await?;
-        let out = match GpuModel::load(g, &c) {
+        let out = match GpuModel::load(g, &*c) {
             Ok(m) => m.forward(ids, true).await,
             Err(e) => Err(e),
         };
@@ -163,7 +163,7 @@ async fn forward(
         Some(d) => d,
         None => {
             p.report(2.0, 3.0, "forward pass on the CPU").await?;
-            let model = ReferenceModel::load(&c).map_err(|e| e.to_string())?;
+            let model = ReferenceModel::load(&*c).map_err(|e| e.to_string())?;
             let f = model.forward(ids).map_err(|e| e.to_string())?;
             ("CPU".to_string(), f.router_logits, f.logits)
         }

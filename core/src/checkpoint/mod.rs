@@ -14,9 +14,11 @@ pub use writer::{
 };
 
 use crate::config::ModelConfig;
-use crate::dtype::{decode_f32, DType};
+use crate::dtype::DType;
 use crate::error::{Error, Result};
-use crate::roles::{expected_roles, role_shape, ExpertLayout, LayerRole, Proj, Role};
+use crate::roles::{ExpertLayout, LayerRole, Proj, Role};
+use crate::schema::layout::{self, disk_tensors, DiskTensor};
+use crate::schema::{Kind, TensorSource};
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
@@ -78,7 +80,7 @@ impl TensorEntry {
 pub struct Checkpoint {
     pub config: ModelConfig,
     pub layout: ExpertLayout,
-    /// Tensors in the canonical order of [`expected_roles`].
+    /// Tensors in canonical order ([`crate::schema::layout::disk_tensors`]).
     entries: Vec<TensorEntry>,
     by_role: HashMap<Role, usize>,
     pub shards: Vec<Shard>,
@@ -234,23 +236,18 @@ impl Checkpoint {
     }
 
     fn from_parsed(
-        config: ModelConfig,
+        mut config: ModelConfig,
         shards: Vec<Shard>,
         weight_map: Option<BTreeMap<String, String>>,
     ) -> Result<Checkpoint> {
         let family = config.family;
-        // Every name the config allows, in both layouts: anything else is unmapped.
+        // Every name the config allows, in both layouts: anything else is unmapped. Expert
+        // tensors belong to one layout only.
         let mut known: HashMap<String, (Role, Option<ExpertLayout>)> = HashMap::new();
         for layout in [ExpertLayout::PerExpert, ExpertLayout::Fused] {
-            for role in expected_roles(&config, layout) {
-                let specific = match role {
-                    Role::Layer(_, LayerRole::Expert(..)) => Some(ExpertLayout::PerExpert),
-                    Role::Layer(_, LayerRole::ExpertsGateUp | LayerRole::ExpertsDown) => {
-                        Some(ExpertLayout::Fused)
-                    }
-                    _ => None,
-                };
-                known.insert(family.tensor_name(role, layout), (role, specific));
+            for d in disk_tensors(&config, layout) {
+                let specific = (d.kind == Kind::Experts).then_some(layout);
+                known.insert(d.name, (d.role, specific));
             }
         }
         let mut found: Vec<(Role, usize, &HeaderTensor)> = Vec::new();
@@ -320,26 +317,37 @@ impl Checkpoint {
         } else {
             ExpertLayout::PerExpert
         };
+        // Multi-token-prediction blocks are stored whole or not at all (transformers drops
+        // them when it saves): none present means the checkpoint has none.
+        if !found.iter().any(|(r, _, _)| matches!(r, Role::Mtp(..))) {
+            config.mtp_layers = 0;
+        }
         let by_role_found: HashMap<Role, (usize, &HeaderTensor)> =
             found.iter().map(|(r, s, t)| (*r, (*s, *t))).collect();
         let mut entries = Vec::new();
-        for role in expected_roles(&config, layout) {
-            let name = family.tensor_name(role, layout);
+        for DiskTensor {
+            name, role, shape, ..
+        } in disk_tensors(&config, layout)
+        {
             let Some(&(shard, t)) = by_role_found.get(&role) else {
-                return Err(Error::MissingTensor {
-                    tensor: name,
-                    why: format!(
+                let why = if matches!(role, Role::Mtp(..)) {
+                    format!(
+                        "config.json's num_nextn_predict_layers = {} and the checkpoint has other multi-token-prediction tensors",
+                        config.mtp_layers
+                    )
+                } else {
+                    format!(
                         "config.json describes a {} model that has it",
                         family.name()
-                    ),
-                });
+                    )
+                };
+                return Err(Error::MissingTensor { tensor: name, why });
             };
-            let expected = role_shape(&config, role);
-            if t.shape != expected {
+            if t.shape != shape {
                 return Err(Error::ShapeMismatch {
                     tensor: name,
                     found: t.shape.clone(),
-                    expected,
+                    expected: shape,
                 });
             }
             entries.push(TensorEntry {
@@ -351,6 +359,7 @@ impl Checkpoint {
                 range: t.range.clone(),
             });
         }
+        check_expert_dtypes(&config, &entries)?;
         let by_role = entries
             .iter()
             .enumerate()
@@ -395,7 +404,10 @@ impl Checkpoint {
             .get(&role)
             .map(|&i| &self.entries[i])
             .ok_or_else(|| Error::MissingTensor {
-                tensor: self.config.family.tensor_name(role, self.layout),
+                tensor: self
+                    .config
+                    .family
+                    .tensor_name(role, self.layout, self.config.num_layers),
                 why: "requested by moegrow".into(),
             })
     }
@@ -404,7 +416,7 @@ impl Checkpoint {
         self.by_role.contains_key(&role)
     }
 
-    /// The raw little-endian bytes of a tensor, as stored.
+    /// The raw little-endian bytes of a stored tensor, as stored.
     pub fn bytes(&self, role: Role) -> Result<&[u8]> {
         let e = self.entry(role)?;
         let shard = &self.shards[e.shard];
@@ -421,65 +433,40 @@ impl Checkpoint {
             })
     }
 
-    /// A tensor converted to f32.
+    /// A tensor (stored, a stacked expert leaf or one expert's matrix) converted to f32.
     pub fn f32(&self, role: Role) -> Result<Vec<f32>> {
-        let e = self.entry(role)?;
-        Ok(decode_f32(e.dtype, self.bytes(role)?))
+        crate::schema::read_f32(self, role)
     }
 
     /// The stored bytes of one routed expert's matrix, whatever the layout. In the fused layout
     /// each expert's gate rows, up rows and down matrix are contiguous, so this never copies.
     pub fn expert_bytes(&self, layer: usize, expert: usize, proj: Proj) -> Result<(DType, &[u8])> {
-        match self.layout {
-            ExpertLayout::PerExpert => {
-                let role = Role::Layer(layer, LayerRole::Expert(expert, proj));
-                Ok((self.entry(role)?.dtype, self.bytes(role)?))
-            }
-            ExpertLayout::Fused => {
-                let m = &self.config.moe;
-                let (h, i) = (self.config.hidden_size, m.intermediate);
-                if expert >= m.num_experts {
-                    return Err(Error::Invalid(format!(
-                        "expert {expert} out of range (the model has {})",
-                        m.num_experts
-                    )));
-                }
-                let role = Role::Layer(
-                    layer,
-                    if proj == Proj::Down {
-                        LayerRole::ExpertsDown
-                    } else {
-                        LayerRole::ExpertsGateUp
-                    },
-                );
-                let dtype = self.entry(role)?.dtype;
-                let all = self.bytes(role)?;
-                let sz = dtype.size();
-                let block = i * h * sz;
-                let start = match proj {
-                    Proj::Gate => expert * 2 * block,
-                    Proj::Up => expert * 2 * block + block,
-                    Proj::Down => expert * block,
-                };
-                Ok((dtype, &all[start..start + block]))
-            }
+        if expert >= self.config.moe.num_experts {
+            return Err(Error::Invalid(format!(
+                "expert {expert} out of range (the model has {})",
+                self.config.moe.num_experts
+            )));
         }
+        let role = Role::Layer(layer, LayerRole::Expert(expert, proj));
+        if self.has(role) {
+            return Ok((self.entry(role)?.dtype, self.bytes(role)?));
+        }
+        let (leaf, elems) = layout::part_location(&self.config, role)
+            .expect("an expert matrix has a place in its stacked tensor");
+        let dtype = self.entry(leaf)?.dtype;
+        let sz = dtype.size();
+        Ok((dtype, &self.bytes(leaf)?[elems.start * sz..elems.end * sz]))
     }
 
     /// The stored dtype of one routed expert's matrix, from the header alone.
     pub fn expert_dtype(&self, layer: usize, expert: usize, proj: Proj) -> Result<DType> {
-        let role = match self.layout {
-            ExpertLayout::PerExpert => Role::Layer(layer, LayerRole::Expert(expert, proj)),
-            ExpertLayout::Fused if proj == Proj::Down => Role::Layer(layer, LayerRole::ExpertsDown),
-            ExpertLayout::Fused => Role::Layer(layer, LayerRole::ExpertsGateUp),
-        };
-        Ok(self.entry(role)?.dtype)
+        self.dtype_of(Role::Layer(layer, LayerRole::Expert(expert, proj)))
     }
 
     /// One routed expert's matrix in f32, `[I, H]` for gate/up and `[H, I]` for down.
     pub fn expert_f32(&self, layer: usize, expert: usize, proj: Proj) -> Result<Vec<f32>> {
         let (dtype, bytes) = self.expert_bytes(layer, expert, proj)?;
-        Ok(decode_f32(dtype, bytes))
+        Ok(crate::dtype::decode_f32(dtype, bytes))
     }
 
     /// The dtype most of the bytes are stored in (what "keep the input's dtype" means).
@@ -495,58 +482,74 @@ impl Checkpoint {
 
     /// Tensors to write this checkpoint back out, in `layout` and, if given, one `dtype`.
     /// Bytes are borrowed when nothing changes, so a round trip is a plain copy.
-    pub fn export(&self, layout: ExpertLayout, dtype: Option<DType>) -> Vec<OutputTensor<'_>> {
-        let family = self.config.family;
-        expected_roles(&self.config, layout)
-            .into_iter()
-            .map(|role| {
-                let name = family.tensor_name(role, layout);
-                let shape = role_shape(&self.config, role);
-                let src_dtype = match role {
-                    Role::Layer(l, LayerRole::Expert(e, p)) => {
-                        self.expert_dtype(l, e, p).unwrap_or(DType::F32)
-                    }
-                    Role::Layer(l, LayerRole::ExpertsGateUp | LayerRole::ExpertsDown) => {
-                        self.expert_dtype(l, 0, Proj::Down).unwrap_or(DType::F32)
-                    }
-                    r => self.entry(r).map(|e| e.dtype).unwrap_or(DType::F32),
-                };
-                let out_dtype = match dtype {
-                    Some(d) if !family.keeps_f32(role) => d,
-                    _ => src_dtype,
-                };
-                OutputTensor {
-                    name,
-                    dtype: out_dtype,
-                    shape,
-                    data: Box::new(move || {
-                        let raw: Cow<[u8]> = match role {
-                            Role::Layer(l, LayerRole::Expert(e, p)) => {
-                                Cow::Borrowed(self.expert_bytes(l, e, p)?.1)
-                            }
-                            Role::Layer(l, LayerRole::ExpertsGateUp) => {
-                                let mut v = Vec::new();
-                                for e in 0..self.config.moe.num_experts {
-                                    v.extend_from_slice(self.expert_bytes(l, e, Proj::Gate)?.1);
-                                    v.extend_from_slice(self.expert_bytes(l, e, Proj::Up)?.1);
-                                }
-                                Cow::Owned(v)
-                            }
-                            Role::Layer(l, LayerRole::ExpertsDown) => {
-                                let mut v = Vec::new();
-                                for e in 0..self.config.moe.num_experts {
-                                    v.extend_from_slice(self.expert_bytes(l, e, Proj::Down)?.1);
-                                }
-                                Cow::Owned(v)
-                            }
-                            r => Cow::Borrowed(self.bytes(r)?),
-                        };
-                        Ok(crate::dtype::convert(src_dtype, out_dtype, raw))
-                    }),
-                }
-            })
-            .collect()
+    pub fn export(
+        &self,
+        layout: ExpertLayout,
+        dtype: Option<DType>,
+    ) -> Result<Vec<OutputTensor<'_>>> {
+        layout::output_tensors(self, layout, dtype)
     }
+}
+
+impl TensorSource for Checkpoint {
+    fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+
+    fn dtype_of(&self, role: Role) -> Result<DType> {
+        if let Some(&i) = self.by_role.get(&role) {
+            return Ok(self.entries[i].dtype);
+        }
+        // A stacked leaf of a per-expert checkpoint (its parts share one dtype, checked on
+        // open), or one expert's matrix of a fused one.
+        if let Some(parts) = layout::leaf_parts(&self.config, role) {
+            if let Some(first) = parts.first() {
+                return Ok(self.entry(*first)?.dtype);
+            }
+        }
+        if let Some((leaf, _)) = layout::part_location(&self.config, role) {
+            return Ok(self.entry(leaf)?.dtype);
+        }
+        Ok(self.entry(role)?.dtype)
+    }
+
+    fn read(&self, role: Role) -> Result<Cow<'_, [u8]>> {
+        if self.has(role) {
+            return Ok(Cow::Borrowed(self.bytes(role)?));
+        }
+        if let Some((leaf, _)) = layout::part_location(&self.config, role) {
+            let dtype = self.entry(leaf)?.dtype;
+            return layout::slice_part(&self.config, role, dtype, Cow::Borrowed(self.bytes(leaf)?));
+        }
+        layout::assemble(&self.config, role, |p| Ok(Cow::Borrowed(self.bytes(p)?)))
+    }
+}
+
+/// Every expert matrix of one stacked leaf must share a dtype: the fused layout and every
+/// stacked computation hold them in one buffer. Checked once, on open, so that nothing later
+/// concatenates bytes of two dtypes.
+fn check_expert_dtypes(cfg: &ModelConfig, entries: &[TensorEntry]) -> Result<()> {
+    let mut first: HashMap<Role, (&str, DType)> = HashMap::new();
+    for e in entries {
+        let Some((leaf, _)) = layout::part_location(cfg, e.role) else {
+            continue;
+        };
+        match first.get(&leaf) {
+            None => {
+                first.insert(leaf, (&e.name, e.dtype));
+            }
+            Some(&(name, dtype)) if dtype != e.dtype => {
+                return Err(Error::Invalid(format!(
+                    "expert tensors of one layer must share a dtype: `{name}` is {} but `{}` is {}",
+                    dtype.name(),
+                    e.name,
+                    e.dtype.name()
+                )));
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
 }
 
 /// Parse `model.safetensors.index.json`: the shard files (in first-use order) and the

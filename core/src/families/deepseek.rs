@@ -118,6 +118,11 @@ pub(crate) fn parse_config(raw: RawConfig, v3: bool) -> Result<ModelConfig> {
                 }),
             },
             sliding_window: vec![None; layers],
+            mtp_layers: if v3 {
+                raw.opt_usize("num_nextn_predict_layers")?.unwrap_or(0)
+            } else {
+                0
+            },
         },
     );
     // MLA has no single head size; `head_dim` records the q/k head size for reporting.

@@ -37,6 +37,7 @@ pub(crate) fn parse_config(raw: RawConfig) -> Result<ModelConfig> {
                 shared: None,
             },
             sliding_window: super::uniform_window(raw, layers, None)?,
+            mtp_layers: 0,
         },
     ))
 }

@@ -109,21 +109,38 @@ impl Family {
     pub fn keeps_f32(self, role: Role) -> bool {
         matches!(self, Family::DeepseekV2 | Family::DeepseekV3)
             && matches!(
-                role,
-                Role::Layer(_, LayerRole::Router | LayerRole::RouterBias)
+                role.layer_part(),
+                Some((_, LayerRole::Router | LayerRole::RouterBias))
             )
     }
 
-    /// The Hugging Face name of a tensor.
-    pub fn tensor_name(self, role: Role, layout: ExpertLayout) -> String {
+    /// The Hugging Face name of a tensor of a model with `num_layers` decoder layers (the
+    /// multi-token-prediction blocks are numbered after them).
+    pub fn tensor_name(self, role: Role, layout: ExpertLayout, num_layers: usize) -> String {
+        use crate::roles::MtpRole;
+        match role {
+            Role::Embed => "model.embed_tokens.weight".into(),
+            Role::FinalNorm => "model.norm.weight".into(),
+            Role::LmHead => "lm_head.weight".into(),
+            Role::Layer(i, lr) => format!("model.layers.{i}.{}", self.layer_suffix(lr, layout)),
+            Role::Mtp(i, r) => {
+                let suffix = match r {
+                    MtpRole::Embed => "embed_tokens.weight".to_string(),
+                    MtpRole::ENorm => "enorm.weight".to_string(),
+                    MtpRole::HNorm => "hnorm.weight".to_string(),
+                    MtpRole::EhProj => "eh_proj.weight".to_string(),
+                    MtpRole::HeadNorm => "shared_head.norm.weight".to_string(),
+                    MtpRole::Head => "shared_head.head.weight".to_string(),
+                    MtpRole::Layer(lr) => self.layer_suffix(lr, layout),
+                };
+                format!("model.layers.{}.{suffix}", num_layers + i)
+            }
+        }
+    }
+
+    /// A decoder-layer tensor's name after `model.layers.{i}.`.
+    fn layer_suffix(self, lr: LayerRole, layout: ExpertLayout) -> String {
         let n = self.names();
-        let layer = match role {
-            Role::Embed => return "model.embed_tokens.weight".into(),
-            Role::FinalNorm => return "model.norm.weight".into(),
-            Role::LmHead => return "lm_head.weight".into(),
-            Role::Layer(i, lr) => (i, lr),
-        };
-        let (i, lr) = layer;
         // transformers 5 renames Mixtral's `block_sparse_moe` to `mlp` in the fused layout.
         let moe = match layout {
             ExpertLayout::PerExpert => n.moe_prefix,
@@ -135,7 +152,7 @@ impl Family {
             Proj::Down => 2,
         };
         let std = ["gate_proj", "up_proj", "down_proj"];
-        let suffix = match lr {
+        match lr {
             LayerRole::InputNorm => "input_layernorm.weight".to_string(),
             LayerRole::PostAttnNorm => "post_attention_layernorm.weight".to_string(),
             LayerRole::Attn(a) => format!("self_attn.{}", attention_suffix(a)),
@@ -149,8 +166,7 @@ impl Family {
             LayerRole::SharedExpert(p) => format!("{}{}.weight", n.shared_prefix, std[proj(p)]),
             LayerRole::SharedExpertGate => "mlp.shared_expert_gate.weight".to_string(),
             LayerRole::DenseMlp(p) => format!("mlp.{}.weight", std[proj(p)]),
-        };
-        format!("model.layers.{i}.{suffix}")
+        }
     }
 }
 
@@ -198,6 +214,7 @@ pub(crate) struct Specific {
     pub dense_intermediate: usize,
     pub moe: crate::config::MoeConfig,
     pub sliding_window: Vec<Option<usize>>,
+    pub mtp_layers: usize,
 }
 
 impl Common {
@@ -218,6 +235,7 @@ impl Common {
             dense_intermediate: s.dense_intermediate,
             moe: s.moe,
             sliding_window: s.sliding_window,
+            mtp_layers: s.mtp_layers,
             raw: raw.0.clone(),
         }
     }

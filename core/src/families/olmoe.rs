@@ -38,6 +38,7 @@ pub(crate) fn parse_config(raw: RawConfig) -> Result<ModelConfig> {
                 shared: None,
             },
             sliding_window: vec![None; layers],
+            mtp_layers: 0,
         },
     ))
 }

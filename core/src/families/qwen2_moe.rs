@@ -45,6 +45,7 @@ pub(crate) fn parse_config(raw: RawConfig) -> Result<ModelConfig> {
                 }),
             },
             sliding_window: windows(raw, layers)?,
+            mtp_layers: 0,
         },
     ))
 }

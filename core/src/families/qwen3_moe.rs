@@ -40,6 +40,7 @@ pub(crate) fn parse_config(raw: RawConfig) -> Result<ModelConfig> {
                 shared: None,
             },
             sliding_window: super::uniform_window(raw, layers, Some("use_sliding_window"))?,
+            mtp_layers: 0,
         },
     ))
 }

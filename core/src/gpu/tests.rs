@@ -169,6 +169,7 @@ fn rope_half_and_interleaved() {
         let stride = heads * (dim + 3) + 5;
         let x = random(rows * stride, dim as u64);
         let buf = g.upload(&x);
+        let table = Rope::new(dim, 10000.0, rows);
         let mut rec = g.encoder();
         rope(
             &mut rec,
@@ -180,10 +181,9 @@ fn rope_half_and_interleaved() {
             dim + 3,
             dim,
             interleaved,
-            10000.0,
+            &g.upload(&table.packed()),
         );
         rec.submit();
-        let table = Rope::new(dim, 10000.0, rows);
         let mut want = x.clone();
         for t in 0..rows {
             for h in 0..heads {

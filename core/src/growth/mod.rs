@@ -9,14 +9,19 @@ pub mod provenance;
 pub mod stages;
 pub mod width;
 
+mod options;
+
 pub use depth::{DepthMethod, LayerMap};
+pub use options::GrowthOptions;
 pub use width::{AuxCoef, NewExperts, NoiseOn, WidthStep};
 
-use crate::checkpoint::{Checkpoint, OutputTensor};
+use crate::checkpoint::OutputTensor;
 use crate::config::ModelConfig;
+use crate::dtype::DType;
 use crate::error::{Error, Result};
-use crate::roles::{expected_roles, role_shape, ExpertLayout, LayerRole, Proj, Role};
-use stages::{DepthStage, Stage, WidthStage};
+use crate::roles::{ExpertLayout, Role};
+use crate::schema::{layout, TensorSource};
+use stages::{DepthStage, WidthStage};
 use std::borrow::Cow;
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -57,41 +62,56 @@ pub struct GrowthPlan {
     pub seed: u64,
 }
 
-/// A plan applied to a checkpoint: the grown config and the stage chain that produces tensors.
+/// A plan applied to a model: the grown config and the stage chain that produces tensors. It
+/// is itself a [`TensorSource`], so the grown model can be run (`grow --verify`) or written
+/// without ever existing whole.
 pub struct Grown<'a> {
     pub config: ModelConfig,
     /// Per step, what it did to the config, in words.
     pub notes: Vec<String>,
     /// Final layer map relative to the source (composition of all depth steps).
     pub layer_sources: Vec<usize>,
-    root: &'a Checkpoint,
-    stage: Box<dyn Stage + 'a>,
+    stage: Box<dyn TensorSource + 'a>,
+}
+
+/// The grown config parsed from its rewritten `config.json`, keeping what the JSON alone
+/// cannot say: how many multi-token-prediction blocks the source stores.
+fn reparse(raw: serde_json::Map<String, serde_json::Value>, like: &ModelConfig) -> Result<ModelConfig> {
+    let mut config = ModelConfig::from_json(serde_json::Value::Object(raw))?;
+    config.mtp_layers = like.mtp_layers;
+    Ok(config)
 }
 
 impl GrowthPlan {
-    /// Check the plan against a config and build the stage chain.
-    pub fn apply<'a>(&self, ckpt: &'a Checkpoint) -> Result<Grown<'a>> {
+    /// Check the plan against a model and build the stage chain.
+    pub fn apply<'a, S: TensorSource + ?Sized + 'a>(&self, src: &'a S) -> Result<Grown<'a>> {
         if self.steps.is_empty() {
             return Err(Error::Invalid(
                 "nothing to grow: give --depth and/or --experts".into(),
             ));
         }
-        let mut stage: Box<dyn Stage + 'a> = Box::new(ckpt);
+        let mut stage: Box<dyn TensorSource + 'a> = Box::new(src);
         let mut notes = Vec::new();
-        let mut layer_sources: Vec<usize> = (0..ckpt.config.num_layers).collect();
+        let mut layer_sources: Vec<usize> = (0..src.config().num_layers).collect();
         for (index, step) in self.steps.iter().enumerate() {
             let cfg = stage.config().clone();
             match step {
                 GrowthStep::Depth(d) => {
                     let map = d.layer_map(cfg.num_layers)?;
-                    let raw = depth::grow_config(&cfg, &map)?;
-                    let config = ModelConfig::from_json(serde_json::Value::Object(raw))?;
+                    let config = reparse(depth::grow_config(&cfg, &map)?, &cfg)?;
                     notes.push(format!(
                         "depth: {} → {} layers, map {:?}",
                         cfg.num_layers,
                         map.len(),
                         map.sources()
                     ));
+                    if cfg.mtp_layers > 0 {
+                        notes.push(format!(
+                            "{} multi-token-prediction block(s) kept after the last layer (now layer {})",
+                            cfg.mtp_layers,
+                            map.len()
+                        ));
+                    }
                     layer_sources = map.sources().iter().map(|&s| layer_sources[s]).collect();
                     stage = Box::new(DepthStage {
                         prev: stage,
@@ -103,7 +123,7 @@ impl GrowthPlan {
                 GrowthStep::Width(w) => {
                     w.validate(&cfg)?;
                     let (raw, mut n) = w.grow_config(&cfg)?;
-                    let config = ModelConfig::from_json(serde_json::Value::Object(raw))?;
+                    let config = reparse(raw, &cfg)?;
                     notes.push(format!(
                         "width: {} → {} experts, top-{} → top-{}",
                         cfg.moe.num_experts,
@@ -112,6 +132,11 @@ impl GrowthPlan {
                         config.moe.top_k
                     ));
                     notes.append(&mut n);
+                    if cfg.mtp_layers > 0 {
+                        notes.push(
+                            "the multi-token-prediction blocks' experts are widened too (the expert count is global)".into(),
+                        );
+                    }
                     stage = Box::new(WidthStage {
                         prev: stage,
                         step: w.clone(),
@@ -128,94 +153,26 @@ impl GrowthPlan {
             config: stage.config().clone(),
             notes,
             layer_sources,
-            root: ckpt,
             stage,
         })
     }
 }
 
-impl<'a> Grown<'a> {
+impl Grown<'_> {
     /// The output tensors in `layout`, each produced when the writer asks for it.
     pub fn tensors(&self, layout: ExpertLayout) -> Result<Vec<OutputTensor<'_>>> {
-        let cfg = &self.config;
-        let family = cfg.family;
-        expected_roles(cfg, layout)
-            .into_iter()
-            .map(|role| {
-                // The dtype is known without computing the tensor: the source's.
-                let probe = match role {
-                    Role::Layer(l, LayerRole::ExpertsGateUp) => {
-                        Role::Layer(l, LayerRole::Expert(0, Proj::Gate))
-                    }
-                    Role::Layer(l, LayerRole::ExpertsDown) => {
-                        Role::Layer(l, LayerRole::Expert(0, Proj::Down))
-                    }
-                    r => r,
-                };
-                let dtype = self.source_dtype(probe)?;
-                let stage = &self.stage;
-                let experts = cfg.moe.num_experts;
-                Ok(OutputTensor {
-                    name: family.tensor_name(role, layout),
-                    dtype,
-                    shape: role_shape(cfg, role),
-                    data: Box::new(move || {
-                        Ok(match role {
-                            Role::Layer(l, LayerRole::ExpertsGateUp) => {
-                                let mut v = Vec::new();
-                                for e in 0..experts {
-                                    v.extend_from_slice(
-                                        &stage
-                                            .tensor(Role::Layer(
-                                                l,
-                                                LayerRole::Expert(e, Proj::Gate),
-                                            ))?
-                                            .1,
-                                    );
-                                    v.extend_from_slice(
-                                        &stage
-                                            .tensor(Role::Layer(l, LayerRole::Expert(e, Proj::Up)))?
-                                            .1,
-                                    );
-                                }
-                                Cow::Owned(v)
-                            }
-                            Role::Layer(l, LayerRole::ExpertsDown) => {
-                                let mut v = Vec::new();
-                                for e in 0..experts {
-                                    v.extend_from_slice(
-                                        &stage
-                                            .tensor(Role::Layer(
-                                                l,
-                                                LayerRole::Expert(e, Proj::Down),
-                                            ))?
-                                            .1,
-                                    );
-                                }
-                                Cow::Owned(v)
-                            }
-                            r => stage.tensor(r)?.1,
-                        })
-                    }),
-                })
-            })
-            .collect()
+        layout::output_tensors(self, layout, None)
     }
+}
 
-    /// The stored dtype of the source tensor a grown tensor comes from, found by walking the
-    /// role back through the layer map (no data is read). Experts of one layer share a dtype in
-    /// every checkpoint moegrow accepts, so the source layer's expert 0 stands for all of them.
-    fn source_dtype(&self, role: Role) -> Result<crate::DType> {
-        Ok(match role {
-            Role::Layer(l, LayerRole::Expert(_, p)) => {
-                self.root.expert_dtype(self.layer_sources[l], 0, p)?
-            }
-            Role::Layer(l, r) => {
-                self.root
-                    .entry(Role::Layer(self.layer_sources[l], r))?
-                    .dtype
-            }
-            r => self.root.entry(r)?.dtype,
-        })
+impl TensorSource for Grown<'_> {
+    fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+    fn dtype_of(&self, role: Role) -> Result<DType> {
+        self.stage.dtype_of(role)
+    }
+    fn read(&self, role: Role) -> Result<Cow<'_, [u8]>> {
+        self.stage.read(role)
     }
 }

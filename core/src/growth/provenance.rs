@@ -22,8 +22,8 @@ pub fn record(
     layout: ExpertLayout,
 ) -> Value {
     let digest = Sha256::digest(config_text);
-    let before = param_counts_for(&src.config, src.layout);
-    let after = param_counts_for(grown, layout);
+    let before = param_counts_for(&src.config);
+    let after = param_counts_for(grown);
     json!({
         "moegrow_version": env!("CARGO_PKG_VERSION"),
         "source": {
@@ -39,6 +39,7 @@ pub fn record(
         "plan": plan,
         "seed": plan.seed,
         "result": {
+            "layout": layout.name(),
             "layers": grown.num_layers,
             "experts": grown.moe.num_experts,
             "top_k": grown.moe.top_k,

@@ -2,39 +2,19 @@
 //! terms of the stage before it, so a plan composes depth and width in either order and every
 //! output tensor is computed once, on demand, straight from the source's memory map.
 //!
-//! Stages speak in canonical roles: routed experts always as `Expert(e, proj)`, whatever the
-//! source's or the output's layout.
+//! Every stage is a [`TensorSource`]: it answers for schema leaves and for single expert
+//! matrices, whatever the source's or the output's layout. Growth itself works expert by
+//! expert; a stacked leaf is assembled from its experts.
 
 use super::depth::LayerMap;
 use super::noise::{add_scaled_normals, normals, stream_id};
 use super::width::{NewExperts, NoiseOn, WidthStep};
-use crate::checkpoint::Checkpoint;
-use crate::config::{MlpKind, ModelConfig};
+use crate::config::ModelConfig;
 use crate::dtype::{decode_f32, encode_f32, DType};
 use crate::error::Result;
-use crate::roles::{AttnRole, LayerRole, Proj, Role};
+use crate::roles::{AttnRole, LayerRole, LayerSlot, Proj, Role};
+use crate::schema::{layout, TensorSource};
 use std::borrow::Cow;
-
-/// A model's tensors by role.
-pub trait Stage: Sync {
-    fn config(&self) -> &ModelConfig;
-    fn tensor(&self, role: Role) -> Result<(DType, Cow<'_, [u8]>)>;
-}
-
-impl Stage for &Checkpoint {
-    fn config(&self) -> &ModelConfig {
-        &self.config
-    }
-    fn tensor(&self, role: Role) -> Result<(DType, Cow<'_, [u8]>)> {
-        match role {
-            Role::Layer(l, LayerRole::Expert(e, p)) => {
-                let (d, b) = self.expert_bytes(l, e, p)?;
-                Ok((d, Cow::Borrowed(b)))
-            }
-            r => Ok((self.entry(r)?.dtype, Cow::Borrowed(self.bytes(r)?))),
-        }
-    }
-}
 
 /// Population standard deviation.
 pub fn std_dev(v: &[f32]) -> f32 {
@@ -65,33 +45,43 @@ fn writes_residual(r: LayerRole) -> bool {
 }
 
 pub struct DepthStage<'a> {
-    pub prev: Box<dyn Stage + 'a>,
+    pub prev: Box<dyn TensorSource + 'a>,
     pub map: LayerMap,
     pub zero_init_copies: bool,
     pub config: ModelConfig,
 }
 
-impl Stage for DepthStage<'_> {
-    fn config(&self) -> &ModelConfig {
-        &self.config
-    }
-    fn tensor(&self, role: Role) -> Result<(DType, Cow<'_, [u8]>)> {
+impl DepthStage<'_> {
+    /// The source tensor a tensor of the deeper model copies. Multi-token-prediction blocks
+    /// stay after the last layer: their roles do not change, only their on-disk numbering.
+    fn source(&self, role: Role) -> Role {
         match role {
-            Role::Layer(i, r) => {
-                let src = self.map.0[i];
-                let (dtype, bytes) = self.prev.tensor(Role::Layer(src.source, r))?;
-                if self.zero_init_copies && src.repeat && writes_residual(r) {
-                    return Ok((dtype, Cow::Owned(vec![0u8; bytes.len()])));
-                }
-                Ok((dtype, bytes))
-            }
-            r => self.prev.tensor(r),
+            Role::Layer(i, r) => Role::Layer(self.map.0[i].source, r),
+            r => r,
         }
     }
 }
 
+impl TensorSource for DepthStage<'_> {
+    fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+    fn dtype_of(&self, role: Role) -> Result<DType> {
+        self.prev.dtype_of(self.source(role))
+    }
+    fn read(&self, role: Role) -> Result<Cow<'_, [u8]>> {
+        let bytes = self.prev.read(self.source(role))?;
+        if let Role::Layer(i, r) = role {
+            if self.zero_init_copies && self.map.0[i].repeat && writes_residual(r) {
+                return Ok(Cow::Owned(vec![0u8; bytes.len()]));
+            }
+        }
+        Ok(bytes)
+    }
+}
+
 pub struct WidthStage<'a> {
-    pub prev: Box<dyn Stage + 'a>,
+    pub prev: Box<dyn TensorSource + 'a>,
     pub step: WidthStep,
     /// Source experts per layer before widening.
     pub experts_before: usize,
@@ -121,11 +111,11 @@ impl WidthStage<'_> {
         }
     }
 
-    fn expert(&self, layer: usize, j: usize, p: Proj) -> Result<(DType, Cow<'_, [u8]>)> {
+    fn expert(&self, slot: LayerSlot, j: usize, p: Proj) -> Result<Cow<'_, [u8]>> {
         let (src, copy) = self.step.source(j, self.experts_before);
-        let (dtype, bytes) = self
-            .prev
-            .tensor(Role::Layer(layer, LayerRole::Expert(src, p)))?;
+        let role = slot.role(LayerRole::Expert(src, p));
+        let (dtype, bytes) = (self.prev.dtype_of(role)?, self.prev.read(role)?);
+        let layer = stream_layer(slot);
         let scale = if p == Proj::Down {
             self.down_scale
         } else {
@@ -134,14 +124,14 @@ impl WidthStage<'_> {
         let random = self.step.new_experts == NewExperts::Random && copy > 0;
         let sign = self.noise_sign(copy);
         if !random && sign.is_none() && scale == 1.0 {
-            return Ok((dtype, bytes));
+            return Ok(bytes);
         }
         let mut v = decode_f32(dtype, &bytes);
         let sigma = std_dev(&v);
         if random {
             let z = normals(
                 self.seed,
-                stream_id(&[self.index, TAG_RANDOM, layer as u64, j as u64, p as u64]),
+                stream_id(&[self.index, TAG_RANDOM, layer, j as u64, p as u64]),
                 v.len(),
             );
             v.iter_mut().zip(z).for_each(|(x, z)| *x = sigma * z);
@@ -152,24 +142,26 @@ impl WidthStage<'_> {
             } else {
                 j
             };
-            let stream = stream_id(&[self.index, TAG_EXPERT, layer as u64, key as u64, p as u64]);
+            let stream = stream_id(&[self.index, TAG_EXPERT, layer, key as u64, p as u64]);
             add_scaled_normals(self.seed, stream, sign * self.step.noise * sigma, &mut v);
         }
         if scale != 1.0 {
             v.iter_mut().for_each(|x| *x *= scale);
         }
-        Ok((dtype, Cow::Owned(encode_f32(dtype, &v))))
+        Ok(Cow::Owned(encode_f32(dtype, &v)))
     }
 
     /// Router rows (`row_len` = hidden size) or the bias (`row_len` = 1), copied with the experts.
     fn rows(
         &self,
-        layer: usize,
+        slot: LayerSlot,
         role: LayerRole,
         row_len: usize,
         tag: u64,
-    ) -> Result<(DType, Cow<'_, [u8]>)> {
-        let (dtype, bytes) = self.prev.tensor(Role::Layer(layer, role))?;
+    ) -> Result<Cow<'_, [u8]>> {
+        let role = slot.role(role);
+        let (dtype, bytes) = (self.prev.dtype_of(role)?, self.prev.read(role)?);
+        let layer = stream_layer(slot);
         let old = decode_f32(dtype, &bytes);
         let sigma = std_dev(&old);
         let e = self.experts_before;
@@ -182,7 +174,7 @@ impl WidthStage<'_> {
             if random {
                 let z = normals(
                     self.seed,
-                    stream_id(&[self.index, TAG_RANDOM, layer as u64, j as u64, tag]),
+                    stream_id(&[self.index, TAG_RANDOM, layer, j as u64, tag]),
                     row_len,
                 );
                 row.iter_mut().zip(z).for_each(|(x, z)| *x = sigma * z);
@@ -194,7 +186,7 @@ impl WidthStage<'_> {
                 };
                 let z = normals(
                     self.seed,
-                    stream_id(&[self.index, tag, layer as u64, key as u64]),
+                    stream_id(&[self.index, tag, layer, key as u64]),
                     row_len,
                 );
                 let s = sign * self.step.noise * sigma;
@@ -202,23 +194,51 @@ impl WidthStage<'_> {
             }
             out.extend(row);
         }
-        Ok((dtype, Cow::Owned(encode_f32(dtype, &out))))
+        Ok(Cow::Owned(encode_f32(dtype, &out)))
+    }
+
+    /// The source role a tensor of the wider model is made from (for its dtype).
+    fn source(&self, role: Role) -> Role {
+        match role.layer_part() {
+            Some((slot, LayerRole::Expert(j, p))) => {
+                slot.role(LayerRole::Expert(self.step.source(j, self.experts_before).0, p))
+            }
+            _ => role,
+        }
     }
 }
 
-impl Stage for WidthStage<'_> {
+/// The layer number growth's noise streams are keyed by: a decoder layer's index, and for the
+/// layer of multi-token-prediction block `i` a number no decoder layer has.
+fn stream_layer(slot: LayerSlot) -> u64 {
+    match slot {
+        LayerSlot::Decoder(l) => l as u64,
+        LayerSlot::Mtp(i) => (1 << 32) + i as u64,
+    }
+}
+
+impl TensorSource for WidthStage<'_> {
     fn config(&self) -> &ModelConfig {
         &self.config
     }
-    fn tensor(&self, role: Role) -> Result<(DType, Cow<'_, [u8]>)> {
-        match role {
-            Role::Layer(l, lr) if self.config.mlp[l] == MlpKind::Moe => match lr {
-                LayerRole::Expert(j, p) => self.expert(l, j, p),
-                LayerRole::Router => self.rows(l, lr, self.config.hidden_size, TAG_ROUTER),
-                LayerRole::RouterBias => self.rows(l, lr, 1, TAG_BIAS),
-                _ => self.prev.tensor(role),
-            },
-            r => self.prev.tensor(r),
+    fn dtype_of(&self, role: Role) -> Result<DType> {
+        self.prev.dtype_of(self.source(role))
+    }
+    fn read(&self, role: Role) -> Result<Cow<'_, [u8]>> {
+        let Some((slot, lr)) = role
+            .layer_part()
+            .filter(|(slot, _)| self.config.slot_is_moe(*slot))
+        else {
+            return self.prev.read(role);
+        };
+        match lr {
+            LayerRole::Expert(j, p) => self.expert(slot, j, p),
+            LayerRole::ExpertsGateUp | LayerRole::ExpertsDown => {
+                layout::assemble(&self.config, role, |part| self.read(part))
+            }
+            LayerRole::Router => self.rows(slot, lr, self.config.hidden_size, TAG_ROUTER),
+            LayerRole::RouterBias => self.rows(slot, lr, 1, TAG_BIAS),
+            _ => self.prev.read(role),
         }
     }
 }

@@ -88,7 +88,7 @@ impl WidthStep {
         }
         if !(self.noise >= 0.0 && self.noise.is_finite()) {
             return Err(Error::Invalid(format!(
-                "--noise must be a non-negative number, not {}",
+                "α must be a non-negative number, not {}",
                 self.noise
             )));
         }

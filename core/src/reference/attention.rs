@@ -4,46 +4,12 @@
 use super::ops::{
     linear, linear_bias, matmul_into, rms_norm, rms_norm_rows, softmax, Mat, Rope, View,
 };
-use crate::config::{MlaConfig, QkNorm};
+use crate::config::{Attention, ModelConfig};
+use crate::schema::{Gqa, Mla};
 
 /// Epsilon of MLA's inner norms (`q_a_layernorm`, `kv_a_layernorm`): transformers builds them
 /// with the RMSNorm default rather than `rms_norm_eps`.
 pub const MLA_NORM_EPS: f32 = 1e-6;
-
-pub struct StandardAttention {
-    pub num_heads: usize,
-    pub num_kv_heads: usize,
-    pub head_dim: usize,
-    pub q: Vec<f32>,
-    pub k: Vec<f32>,
-    pub v: Vec<f32>,
-    pub o: Vec<f32>,
-    pub q_bias: Option<Vec<f32>>,
-    pub k_bias: Option<Vec<f32>>,
-    pub v_bias: Option<Vec<f32>>,
-    pub o_bias: Option<Vec<f32>>,
-    pub qk_norm: QkNorm,
-    pub q_norm: Option<Vec<f32>>,
-    pub k_norm: Option<Vec<f32>>,
-    pub clip_qkv: Option<f32>,
-    pub eps: f32,
-}
-
-pub struct LatentAttention {
-    pub cfg: MlaConfig,
-    pub num_heads: usize,
-    pub q: Option<Vec<f32>>,
-    pub q_a: Option<Vec<f32>>,
-    pub q_a_bias: Option<Vec<f32>>,
-    pub q_a_norm: Option<Vec<f32>>,
-    pub q_b: Option<Vec<f32>>,
-    pub kv_a: Vec<f32>,
-    pub kv_a_bias: Option<Vec<f32>>,
-    pub kv_a_norm: Vec<f32>,
-    pub kv_b: Vec<f32>,
-    pub o: Vec<f32>,
-    pub o_bias: Option<Vec<f32>>,
-}
 
 /// Where one head's queries, keys and values sit: column offsets into the q, k and v matrices.
 struct HeadLayout {
@@ -107,120 +73,124 @@ fn causal_attention(
     out
 }
 
-impl StandardAttention {
-    pub fn forward(&self, x: &Mat, rope: &Rope, window: Option<usize>) -> Mat {
-        let (nh, nkv, hd) = (self.num_heads, self.num_kv_heads, self.head_dim);
-        let mut q = linear_bias(x, &self.q, self.q_bias.as_deref(), nh * hd);
-        let mut k = linear_bias(x, &self.k, self.k_bias.as_deref(), nkv * hd);
-        let mut v = linear_bias(x, &self.v, self.v_bias.as_deref(), nkv * hd);
-        if let (Some(qn), Some(kn)) = (&self.q_norm, &self.k_norm) {
-            // Full width (OLMoE): the weight spans the whole projection, one norm per row. Per
-            // head (Qwen3): the weight has head_dim entries, so `rms_norm` normalises each head's
-            // slice on its own. The weight's length alone selects the right grouping.
-            debug_assert!(self.qk_norm != QkNorm::None);
-            rms_norm(&mut q.data, qn, self.eps);
-            rms_norm(&mut k.data, kn, self.eps);
-        }
-        if let Some(c) = self.clip_qkv {
-            for m in [&mut q, &mut k, &mut v] {
-                m.data.iter_mut().for_each(|x| *x = x.clamp(-c, c));
-            }
-        }
-        for t in 0..x.rows {
-            for h in 0..nh {
-                rope.apply(&mut q.row_mut(t)[h * hd..(h + 1) * hd], t, false);
-            }
-            for h in 0..nkv {
-                rope.apply(&mut k.row_mut(t)[h * hd..(h + 1) * hd], t, false);
-            }
-        }
-        let group = nh / nkv;
-        let out = causal_attention(
-            &q,
-            &k,
-            &v,
-            nh,
-            hd,
-            hd,
-            (hd as f32).powf(-0.5),
-            window,
-            |h| HeadLayout {
-                q_offset: h * hd,
-                k_offset: (h / group) * hd,
-                v_offset: (h / group) * hd,
-            },
-        );
-        linear_bias(&out, &self.o, self.o_bias.as_deref(), x.cols)
+/// Grouped-query attention of one layer (`window`: its sliding window, if any).
+pub fn standard(
+    cfg: &ModelConfig,
+    w: &Gqa<Vec<f32>>,
+    x: &Mat,
+    rope: &Rope,
+    window: Option<usize>,
+) -> Mat {
+    let (nh, nkv, hd) = (cfg.num_heads, cfg.num_kv_heads, cfg.head_dim);
+    let clip = match &cfg.attention {
+        Attention::Standard { clip_qkv, .. } => *clip_qkv,
+        Attention::Mla(_) => None,
+    };
+    let mut q = linear_bias(x, &w.q, w.q_bias.as_deref(), nh * hd);
+    let mut k = linear_bias(x, &w.k, w.k_bias.as_deref(), nkv * hd);
+    let mut v = linear_bias(x, &w.v, w.v_bias.as_deref(), nkv * hd);
+    if let (Some(qn), Some(kn)) = (&w.q_norm, &w.k_norm) {
+        // Full width (OLMoE): the weight spans the whole projection, one norm per row. Per
+        // head (Qwen3): the weight has head_dim entries, so `rms_norm` normalises each head's
+        // slice on its own. The weight's length alone selects the right grouping.
+        rms_norm(&mut q.data, qn, cfg.rms_norm_eps);
+        rms_norm(&mut k.data, kn, cfg.rms_norm_eps);
     }
+    if let Some(c) = clip {
+        for m in [&mut q, &mut k, &mut v] {
+            m.data.iter_mut().for_each(|x| *x = x.clamp(-c, c));
+        }
+    }
+    for t in 0..x.rows {
+        for h in 0..nh {
+            rope.apply(&mut q.row_mut(t)[h * hd..(h + 1) * hd], t, false);
+        }
+        for h in 0..nkv {
+            rope.apply(&mut k.row_mut(t)[h * hd..(h + 1) * hd], t, false);
+        }
+    }
+    let group = nh / nkv;
+    let out = causal_attention(
+        &q,
+        &k,
+        &v,
+        nh,
+        hd,
+        hd,
+        (hd as f32).powf(-0.5),
+        window,
+        |h| HeadLayout {
+            q_offset: h * hd,
+            k_offset: (h / group) * hd,
+            v_offset: (h / group) * hd,
+        },
+    );
+    linear_bias(&out, &w.o, w.o_bias.as_deref(), x.cols)
 }
 
-impl LatentAttention {
-    pub fn forward(&self, x: &Mat, rope: &Rope) -> Mat {
-        let c = &self.cfg;
-        let (nh, nope, rd, vd) = (
-            self.num_heads,
-            c.qk_nope_head_dim,
-            c.qk_rope_head_dim,
-            c.v_head_dim,
-        );
-        let qk = nope + rd;
-        let mut q = match (&self.q, &self.q_a) {
-            (Some(wq), _) => linear(x, wq, nh * qk),
-            (None, Some(wa)) => {
-                let r = c.q_lora_rank.unwrap_or(0);
-                let a = linear_bias(x, wa, self.q_a_bias.as_deref(), r);
-                let a = rms_norm_rows(&a, self.q_a_norm.as_deref().unwrap_or(&[]), MLA_NORM_EPS);
-                linear(&a, self.q_b.as_deref().unwrap_or(&[]), nh * qk)
-            }
-            (None, None) => unreachable!("MLA weights are loaded with q_proj or q_a_proj"),
-        };
-        let ckv = linear_bias(
-            x,
-            &self.kv_a,
-            self.kv_a_bias.as_deref(),
-            c.kv_lora_rank + rd,
-        );
-        let latent = rms_norm_rows(
-            &ckv.cols_slice(0, c.kv_lora_rank),
-            &self.kv_a_norm,
-            MLA_NORM_EPS,
-        );
-        let mut k_pe = ckv.cols_slice(c.kv_lora_rank, rd);
-        let kv = linear(&latent, &self.kv_b, nh * (nope + vd));
-        for t in 0..x.rows {
-            rope.apply(k_pe.row_mut(t), t, c.rope_interleave);
-            for h in 0..nh {
-                rope.apply(
-                    &mut q.row_mut(t)[h * qk + nope..(h + 1) * qk],
-                    t,
-                    c.rope_interleave,
-                );
-            }
+/// Multi-head latent attention of one layer.
+pub fn latent(cfg: &ModelConfig, w: &Mla<Vec<f32>>, x: &Mat, rope: &Rope) -> Mat {
+    let Attention::Mla(c) = &cfg.attention else {
+        unreachable!("latent attention weights come from an MLA config")
+    };
+    let (nh, nope, rd, vd) = (
+        cfg.num_heads,
+        c.qk_nope_head_dim,
+        c.qk_rope_head_dim,
+        c.v_head_dim,
+    );
+    let qk = nope + rd;
+    let mut q = match (&w.q, &w.q_a, &w.q_a_norm, &w.q_b) {
+        (Some(wq), ..) => linear(x, wq, nh * qk),
+        (None, Some(wa), Some(na), Some(wb)) => {
+            let r = na.len();
+            let a = linear_bias(x, wa, w.q_a_bias.as_deref(), r);
+            let a = rms_norm_rows(&a, na, MLA_NORM_EPS);
+            linear(&a, wb, nh * qk)
         }
-        // Keys per head: [k_nope(h) | k_pe (shared by all heads)].
-        let mut keys = Mat::zeros(x.rows, nh * qk);
-        for t in 0..x.rows {
-            for h in 0..nh {
-                let dst = &mut keys.row_mut(t)[h * qk..(h + 1) * qk];
-                dst[..nope].copy_from_slice(&kv.row(t)[h * (nope + vd)..h * (nope + vd) + nope]);
-                dst[nope..].copy_from_slice(k_pe.row(t));
-            }
+        _ => unreachable!("the MLA schema has q_proj or q_a_proj, q_a_layernorm and q_b_proj"),
+    };
+    let ckv = linear_bias(x, &w.kv_a, w.kv_a_bias.as_deref(), c.kv_lora_rank + rd);
+    let latent = rms_norm_rows(
+        &ckv.cols_slice(0, c.kv_lora_rank),
+        &w.kv_a_norm,
+        MLA_NORM_EPS,
+    );
+    let mut k_pe = ckv.cols_slice(c.kv_lora_rank, rd);
+    let kv = linear(&latent, &w.kv_b, nh * (nope + vd));
+    for t in 0..x.rows {
+        rope.apply(k_pe.row_mut(t), t, c.rope_interleave);
+        for h in 0..nh {
+            rope.apply(
+                &mut q.row_mut(t)[h * qk + nope..(h + 1) * qk],
+                t,
+                c.rope_interleave,
+            );
         }
-        let out = causal_attention(
-            &q,
-            &keys,
-            &kv,
-            nh,
-            qk,
-            vd,
-            (qk as f32).powf(-0.5),
-            None,
-            |h| HeadLayout {
-                q_offset: h * qk,
-                k_offset: h * qk,
-                v_offset: h * (nope + vd) + nope,
-            },
-        );
-        linear_bias(&out, &self.o, self.o_bias.as_deref(), x.cols)
     }
+    // Keys per head: [k_nope(h) | k_pe (shared by all heads)].
+    let mut keys = Mat::zeros(x.rows, nh * qk);
+    for t in 0..x.rows {
+        for h in 0..nh {
+            let dst = &mut keys.row_mut(t)[h * qk..(h + 1) * qk];
+            dst[..nope].copy_from_slice(&kv.row(t)[h * (nope + vd)..h * (nope + vd) + nope]);
+            dst[nope..].copy_from_slice(k_pe.row(t));
+        }
+    }
+    let out = causal_attention(
+        &q,
+        &keys,
+        &kv,
+        nh,
+        qk,
+        vd,
+        (qk as f32).powf(-0.5),
+        None,
+        |h| HeadLayout {
+            q_offset: h * qk,
+            k_offset: h * qk,
+            v_offset: h * (nope + vd) + nope,
+        },
+    );
+    linear_bias(&out, &w.o, w.o_bias.as_deref(), x.cols)
 }

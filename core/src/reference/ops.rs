@@ -264,51 +264,7 @@ pub fn swiglu(x: &Mat, gate: &[f32], up: &[f32], down: &[f32], intermediate: usi
     linear(&g, down, x.cols)
 }
 
-/// Rotary position embedding tables for one rotary dimension `dim`: `cos`/`sin` `[T, dim/2]`,
-/// with frequency `i` = `base^(-2i/dim)`.
-pub struct Rope {
-    pub half: usize,
-    pub cos: Vec<f32>,
-    pub sin: Vec<f32>,
-}
-
-impl Rope {
-    pub fn new(dim: usize, base: f32, positions: usize) -> Rope {
-        let half = dim / 2;
-        let mut cos = Vec::with_capacity(positions * half);
-        let mut sin = Vec::with_capacity(positions * half);
-        for p in 0..positions {
-            for i in 0..half {
-                // transformers computes the inverse frequency and the angle in f32.
-                let inv = 1.0f32 / base.powf((2 * i) as f32 / dim as f32);
-                let angle = p as f32 * inv;
-                cos.push(angle.cos());
-                sin.push(angle.sin());
-            }
-        }
-        Rope { half, cos, sin }
-    }
-
-    /// Rotate one head vector at position `pos`. `interleaved`: pairs `(2i, 2i+1)` (DeepSeek);
-    /// otherwise `(i, i + d/2)` (Llama-style `rotate_half`).
-    pub fn apply(&self, v: &mut [f32], pos: usize, interleaved: bool) {
-        let h = self.half;
-        let (c, s) = (
-            &self.cos[pos * h..(pos + 1) * h],
-            &self.sin[pos * h..(pos + 1) * h],
-        );
-        for i in 0..h {
-            let (a, b) = if interleaved {
-                (2 * i, 2 * i + 1)
-            } else {
-                (i, i + h)
-            };
-            let (x, y) = (v[a], v[b]);
-            v[a] = x * c[i] - y * s[i];
-            v[b] = y * c[i] + x * s[i];
-        }
-    }
-}
+pub use crate::rope::Rope;
 
 #[cfg(test)]
 mod tests {

@@ -3,7 +3,7 @@
 
 use anyhow::Context;
 use moegrow_core::checkpoint::{write_checkpoint, WriteOptions};
-use moegrow_core::init::{init_tensors, Preset};
+use moegrow_core::init::{Initialiser, Preset};
 use moegrow_core::{DType, ModelConfig};
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -62,7 +62,7 @@ fn param_bytes_after(cfg: &ModelConfig) -> anyhow::Result<u64> {
     let (wider, _) = WidthStep::default().grow_config(&deeper)?;
     let wider = ModelConfig::from_json(serde_json::Value::Object(wider))?;
     Ok(
-        moegrow_core::analysis::param_counts_for(&wider, moegrow_core::ExpertLayout::PerExpert)
+        moegrow_core::analysis::param_counts_for(&wider)
             .total
             * 2,
     )
@@ -79,11 +79,27 @@ fn dir_bytes(d: &Path) -> u64 {
 }
 
 /// Peak resident set of finished child processes, in bytes (Linux reports KiB).
+#[cfg(unix)]
 fn children_peak_rss() -> u64 {
     let mut u: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: getrusage only writes the struct we pass.
     unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut u) };
     u.ru_maxrss as u64 * 1024
+}
+
+/// Not measured where `getrusage` does not exist (the report says 0).
+#[cfg(not(unix))]
+fn children_peak_rss() -> u64 {
+    0
+}
+
+/// Flush file system buffers so one timed run does not pay for the last one's writes.
+fn sync_disks() {
+    // SAFETY: sync(2) takes no arguments and only flushes file system buffers.
+    #[cfg(unix)]
+    unsafe {
+        libc::sync()
+    };
 }
 
 /// Copy every safetensors file of `src` into `dst` through the page cache, as a baseline.
@@ -142,7 +158,8 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     };
     let cfg = ModelConfig::from_json(preset.config_json(DType::BF16))?;
     let src = dir.join("source");
-    let tensors = init_tensors(&cfg, DType::BF16, 0, 0.02);
+    let init = Initialiser::new(&cfg, DType::BF16, 0, 0.02);
+    let tensors = init.tensors();
     let largest = tensors.iter().map(|t| t.nbytes() as u64).max().unwrap_or(0);
     if !(keep && src.join("config.json").exists()) {
         eprintln!(
@@ -176,8 +193,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let mut grown_bytes = 0;
     for round in 0..rounds.max(1) {
         eprintln!("bench: round {} of {rounds}", round + 1);
-        // SAFETY: sync(2) takes no arguments and only flushes file system buffers.
-        unsafe { libc::sync() };
+        sync_disks();
         let t = Instant::now();
         copied = 0;
         let mut n = 0;
@@ -189,7 +205,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         for r in 0..n {
             std::fs::remove_dir_all(dir.join(format!("copy{r}")))?;
         }
-        unsafe { libc::sync() };
+        sync_disks();
         let _ = std::fs::remove_dir_all(&out);
         let t = Instant::now();
         let status = Command::new(&exe)

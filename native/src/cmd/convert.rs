@@ -42,7 +42,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             }
         }
     }
-    let tensors = ckpt.export(layout, dtype);
+    let tensors = ckpt.export(layout, dtype)?;
     let total: u64 = tensors.iter().map(|t| t.nbytes() as u64).sum();
     let bar = bytes_bar(total, "convert");
     let opts = WriteOptions {

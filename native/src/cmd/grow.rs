@@ -3,9 +3,7 @@ use crate::progress::bytes_bar;
 use anyhow::{bail, Context};
 use moegrow_core::analysis::{param_counts_for, ParamCounts};
 use moegrow_core::checkpoint::{parse_size, write_checkpoint, WriteOptions};
-use moegrow_core::growth::{
-    AuxCoef, DepthMethod, DepthStep, GrowthPlan, GrowthStep, NewExperts, NoiseOn, WidthStep,
-};
+use moegrow_core::growth::{AuxCoef, DepthMethod, GrowthOptions, GrowthPlan, NewExperts, NoiseOn};
 use moegrow_core::reference::ReferenceModel;
 use moegrow_core::ExpertLayout;
 use std::path::{Path, PathBuf};
@@ -17,8 +15,9 @@ pub struct Args {
     /// Depth growth factor K (each layer appears K times).
     #[arg(long)]
     pub depth: Option<usize>,
-    #[arg(long, value_enum, default_value = "interpose")]
-    pub depth_method: Method,
+    /// interpose (0,0,1,1,…) or stack (0,1,…,0,1,…).
+    #[arg(long, default_value = "interpose")]
+    pub depth_method: DepthMethod,
     /// Layers at the start that are not duplicated.
     #[arg(long, default_value_t = 0)]
     pub keep_first: usize,
@@ -37,18 +36,22 @@ pub struct Args {
     /// New experts as e0,e0',e1,e1',… instead of appended.
     #[arg(long)]
     pub interleave_copies: bool,
-    /// Noise std relative to each copied tensor's std (0.01 is the paper's; 0 copies exactly).
+    /// α: noise std relative to each copied tensor's std (0.01 is the paper's; 0 copies
+    /// exactly).
     #[arg(long, default_value_t = 0.01)]
     pub noise: f32,
-    #[arg(long, value_enum, default_value = "copies")]
-    pub noise_on: NoiseTarget,
+    /// copies (noise on the copies) or both (+ε on the original, −ε on the copy).
+    #[arg(long, default_value = "copies")]
+    pub noise_on: NoiseOn,
     /// Leave the copied router rows and routing bias without noise.
     #[arg(long)]
     pub no_router_noise: bool,
-    #[arg(long, value_enum, default_value = "copy")]
-    pub new_experts: NewKind,
-    #[arg(long, value_enum, default_value = "keep")]
-    pub aux_coef: Aux,
+    /// copy (the method) or random (freshly drawn experts, the ablation).
+    #[arg(long, default_value = "copy")]
+    pub new_experts: NewExperts,
+    /// keep router_aux_loss_coef, or scale it by 1/M.
+    #[arg(long, default_value = "keep")]
+    pub aux_coef: AuxCoef,
     /// Apply width growth before depth growth (default: depth first).
     #[arg(long)]
     pub width_first: bool,
@@ -72,73 +75,31 @@ pub struct Args {
     pub force: bool,
 }
 
-#[derive(Clone, Copy, clap::ValueEnum)]
-pub enum Method {
-    Interpose,
-    Stack,
-}
-#[derive(Clone, Copy, clap::ValueEnum)]
-pub enum NoiseTarget {
-    Copies,
-    Both,
-}
-#[derive(Clone, Copy, clap::ValueEnum)]
-pub enum NewKind {
-    Copy,
-    Random,
-}
-#[derive(Clone, Copy, clap::ValueEnum)]
-pub enum Aux {
-    Keep,
-    Scale,
+impl Args {
+    /// The flags as `core`'s growth options (which build and check the plan).
+    pub fn options(&self) -> GrowthOptions {
+        GrowthOptions {
+            depth: self.depth,
+            depth_method: self.depth_method,
+            keep_first: self.keep_first,
+            keep_last: self.keep_last,
+            zero_init_copies: self.zero_init_copies,
+            layer_map: self.layer_map.clone(),
+            experts: self.experts,
+            interleave_copies: self.interleave_copies,
+            noise: self.noise,
+            noise_on: self.noise_on,
+            router_noise: !self.no_router_noise,
+            new_experts: self.new_experts,
+            aux_coef: self.aux_coef,
+            width_first: self.width_first,
+            seed: self.seed,
+        }
+    }
 }
 
 pub fn plan(a: &Args) -> anyhow::Result<GrowthPlan> {
-    let mut steps = Vec::new();
-    if a.depth.is_some() || a.layer_map.is_some() {
-        steps.push(GrowthStep::Depth(DepthStep {
-            factor: a.depth.unwrap_or(1),
-            method: match a.depth_method {
-                Method::Interpose => DepthMethod::Interpose,
-                Method::Stack => DepthMethod::Stack,
-            },
-            keep_first: a.keep_first,
-            keep_last: a.keep_last,
-            zero_init_copies: a.zero_init_copies,
-            layer_map: a.layer_map.clone(),
-        }));
-    } else if a.zero_init_copies || a.keep_first > 0 || a.keep_last > 0 {
-        bail!("--zero-init-copies, --keep-first and --keep-last need --depth");
-    }
-    if let Some(m) = a.experts {
-        let w = GrowthStep::Width(WidthStep {
-            factor: m,
-            interleave: a.interleave_copies,
-            noise: a.noise,
-            noise_on: match a.noise_on {
-                NoiseTarget::Copies => NoiseOn::Copies,
-                NoiseTarget::Both => NoiseOn::Both,
-            },
-            router_noise: !a.no_router_noise,
-            new_experts: match a.new_experts {
-                NewKind::Copy => NewExperts::Copy,
-                NewKind::Random => NewExperts::Random,
-            },
-            aux_coef: match a.aux_coef {
-                Aux::Keep => AuxCoef::Keep,
-                Aux::Scale => AuxCoef::Scale,
-            },
-        });
-        if a.width_first {
-            steps.insert(0, w);
-        } else {
-            steps.push(w);
-        }
-    }
-    Ok(GrowthPlan {
-        steps,
-        seed: a.seed,
-    })
+    Ok(a.options().plan()?)
 }
 
 fn print_counts(label: &str, p: &ParamCounts) {
@@ -190,8 +151,8 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         .with_context(|| format!("cannot grow {}", a.source.display()))?;
     let tensors = grown.tensors(layout)?;
     let out_bytes: u64 = tensors.iter().map(|t| t.nbytes() as u64).sum();
-    let before = param_counts_for(&src.config, src.layout);
-    let after = param_counts_for(&grown.config, layout);
+    let before = param_counts_for(&src.config);
+    let after = param_counts_for(&grown.config);
     println!("plan    {}", serde_json::to_string(&plan)?);
     for n in &grown.notes {
         println!("        {n}");

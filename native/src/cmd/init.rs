@@ -1,7 +1,7 @@
 use crate::progress::bytes_bar;
 use anyhow::Context;
 use moegrow_core::checkpoint::{parse_size, write_checkpoint, WriteOptions};
-use moegrow_core::init::{init_tensors, preset, PRESETS};
+use moegrow_core::init::{preset, Initialiser, PRESETS};
 use moegrow_core::{DType, ModelConfig};
 use std::path::PathBuf;
 
@@ -32,7 +32,8 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         .with_context(|| format!("unknown dtype `{}` (f32, bf16, f16)", a.dtype))?;
     let json = p.config_json(dtype);
     let config = ModelConfig::from_json(json.clone())?;
-    let tensors = init_tensors(&config, dtype, a.seed, a.init_std);
+    let init = Initialiser::new(&config, dtype, a.seed, a.init_std);
+    let tensors = init.tensors();
     let total: u64 = tensors.iter().map(|t| t.nbytes() as u64).sum();
     let bar = bytes_bar(total, "init");
     let opts = WriteOptions {

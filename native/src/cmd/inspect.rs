@@ -1,7 +1,6 @@
 use crate::fmt::human;
-use moegrow_core::analysis::expert_norm_profile;
+use moegrow_core::analysis::{expert_norm_profile, Summary};
 use moegrow_core::Checkpoint;
-use serde_json::json;
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
@@ -29,98 +28,109 @@ pub fn norm_profile(
     })
 }
 
-/// Everything `inspect` reports, as JSON (the text view is rendered from it): the core's
-/// header-only summary (the browser explorer shows the same) plus the path, the norm profile
-/// and where it was computed.
-pub fn summary(
+/// Everything `inspect` reports (`--json` prints it; the text view is rendered from it): the
+/// core's header-only summary (the browser explorer shows the same) plus the path, the norm
+/// profile and where it was computed.
+#[derive(Debug, serde::Serialize)]
+pub struct Report {
+    #[serde(flatten)]
+    pub summary: Summary,
+    pub path: String,
+    pub expert_norm_profile: Vec<Option<f64>>,
+    pub statistics_device: String,
+}
+
+pub fn report(
     ckpt: &Checkpoint,
     path: &std::path::Path,
     gpu: &Option<moegrow_core::gpu::Gpu>,
-) -> anyhow::Result<serde_json::Value> {
-    let mut s = moegrow_core::analysis::summary(ckpt);
-    s["path"] = json!(path.display().to_string());
-    s["expert_norm_profile"] = json!(norm_profile(ckpt, gpu)?);
-    s["statistics_device"] = json!(crate::device::describe(gpu));
-    Ok(s)
+) -> anyhow::Result<Report> {
+    Ok(Report {
+        summary: moegrow_core::analysis::summary(ckpt),
+        path: path.display().to_string(),
+        expert_norm_profile: norm_profile(ckpt, gpu)?,
+        statistics_device: crate::device::describe(gpu),
+    })
 }
 
 pub fn run(a: Args) -> anyhow::Result<()> {
     let ckpt = super::open(&a.checkpoint)?;
     let gpu = crate::device::open(a.device)?;
-    let s = summary(&ckpt, &a.checkpoint, &gpu)?;
+    let r = report(&ckpt, &a.checkpoint, &gpu)?;
     if let Some(plot) = &a.plot {
-        let profile: Vec<Option<f64>> = serde_json::from_value(s["expert_norm_profile"].clone())?;
-        crate::plot::norm_profiles(plot, &[(a.checkpoint.display().to_string(), profile)])?;
+        crate::plot::norm_profiles(
+            plot,
+            &[(a.checkpoint.display().to_string(), r.expert_norm_profile.clone())],
+        )?;
     }
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&s)?);
+        println!("{}", serde_json::to_string_pretty(&r)?);
         return Ok(());
     }
-    let p = &s["parameters"];
-    let (total, act) = (
-        p["total"].as_u64().unwrap_or(0),
-        p["activated"].as_u64().unwrap_or(0),
-    );
+    let s = &r.summary;
+    let p = &s.parameters;
     println!(
         "checkpoint   {} ({} layout, {} file(s))",
-        s["path"].as_str().unwrap_or(""),
-        s["layout"].as_str().unwrap_or(""),
-        s["files"].as_array().map_or(0, |f| f.len())
+        r.path,
+        s.layout,
+        s.files.len()
     );
+    println!("family       {} ({})", s.family, s.model_type);
+    let mtp = match s.mtp_layers {
+        0 => String::new(),
+        n => format!(", {n} multi-token-prediction block(s)"),
+    };
     println!(
-        "family       {} ({})",
-        s["family"].as_str().unwrap_or(""),
-        s["model_type"].as_str().unwrap_or("")
+        "layers       {} ({} MoE){mtp}, hidden {}, vocab {}",
+        s.layers,
+        s.moe_layers.len(),
+        s.hidden_size,
+        s.vocab_size
     );
-    println!(
-        "layers       {} ({} MoE), hidden {}, vocab {}",
-        s["layers"],
-        s["moe_layers"].as_array().map_or(0, |m| m.len()),
-        s["hidden_size"],
-        s["vocab_size"]
-    );
-    println!("attention    {}", s["attention"].as_str().unwrap_or(""));
-    let shared = match s["shared_expert_intermediate"].as_u64() {
+    println!("attention    {}", s.attention);
+    let shared = match s.shared_expert_intermediate {
         Some(i) => format!(", shared expert FFN {i}"),
         None => String::new(),
     };
     println!(
         "experts      {} routed, top-{}, expert FFN {}{shared}",
-        s["experts"], s["top_k"], s["expert_intermediate"]
+        s.experts, s.top_k, s.expert_intermediate
     );
-    println!("routing      {}", s["routing"].as_str().unwrap_or(""));
+    println!("routing      {}", s.routing);
     println!(
-        "parameters   {} total, {} activated per token ({:.1}%), {} in routed experts, {} embedding",
-        human(total),
-        human(act),
-        100.0 * act as f64 / total.max(1) as f64,
-        human(p["routed_experts"].as_u64().unwrap_or(0)),
-        human(p["embedding"].as_u64().unwrap_or(0))
+        "parameters   {} total, {} activated per token ({:.1}%), {} in routed experts, {} embedding{}",
+        human(p.total),
+        human(p.activated),
+        100.0 * p.activated as f64 / p.total.max(1) as f64,
+        human(p.routed_experts),
+        human(p.embedding),
+        if p.mtp > 0 {
+            format!("; {} more in the multi-token-prediction blocks", human(p.mtp))
+        } else {
+            String::new()
+        }
     );
     println!(
         "train FLOPs  {} per token (6 x activated)",
-        human(s["train_flops_per_token"].as_u64().unwrap_or(0))
+        human(s.train_flops_per_token)
     );
-    let dt: Vec<String> = s["bytes_by_dtype"]
-        .as_object()
-        .map(|m| {
-            m.iter()
-                .map(|(d, v)| {
-                    format!(
-                        "{d}: {} tensors, {:.2} MB",
-                        v["tensors"],
-                        v["bytes"].as_f64().unwrap_or(0.0) / 1e6
-                    )
-                })
-                .collect()
+    let dt: Vec<String> = s
+        .bytes_by_dtype
+        .iter()
+        .map(|(d, v)| {
+            format!(
+                "{d}: {} tensors, {:.2} MB",
+                v.tensors,
+                v.bytes as f64 / 1e6
+            )
         })
-        .unwrap_or_default();
-    println!("tensors      {} ({})", s["tensors"], dt.join("; "));
+        .collect();
+    println!("tensors      {} ({})", s.tensors, dt.join("; "));
     println!(
         "expert weight-norm profile (mean over experts and gate/up/down of ||W||_F / sqrt(numel); computed on the {}):",
-        s["statistics_device"].as_str().unwrap_or("CPU")
+        r.statistics_device
     );
-    let profile: Vec<Option<f64>> = serde_json::from_value(s["expert_norm_profile"].clone())?;
+    let profile = &r.expert_norm_profile;
     let max = profile.iter().flatten().cloned().fold(0.0f64, f64::max);
     for (i, v) in profile.iter().enumerate() {
         match v {

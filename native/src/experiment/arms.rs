@@ -11,11 +11,8 @@ use crate::train::schedule::Kind;
 use anyhow::Context;
 use moegrow_core::analysis::{expert_norm_profile, param_counts_for};
 use moegrow_core::checkpoint::{write_checkpoint, WriteOptions};
-use moegrow_core::growth::{
-    provenance, AuxCoef, DepthMethod, DepthStep, GrowthPlan, GrowthStep, NewExperts, NoiseOn,
-    WidthStep,
-};
-use moegrow_core::init::init_tensors;
+use moegrow_core::growth::{provenance, DepthMethod, GrowthOptions, GrowthPlan, NewExperts};
+use moegrow_core::init::Initialiser;
 use moegrow_core::{Checkpoint, DType, ModelConfig};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -41,31 +38,24 @@ pub struct Arm {
     pub extra_flops: f64,
 }
 
-pub fn depth(k: usize, method: DepthMethod) -> GrowthStep {
-    GrowthStep::Depth(DepthStep {
-        factor: k,
-        method,
-        keep_first: 0,
-        keep_last: 0,
-        zero_init_copies: false,
-        layer_map: None,
-    })
+/// Depth growth ×`k` by `method`.
+pub fn depth(k: usize, method: DepthMethod) -> GrowthOptions {
+    GrowthOptions::depth(k, method)
 }
 
-pub fn width(alpha: f32, new: NewExperts) -> GrowthStep {
-    GrowthStep::Width(WidthStep {
-        factor: 2,
-        interleave: false,
-        noise: alpha,
-        noise_on: NoiseOn::Copies,
-        router_noise: true,
+/// Width growth ×2 with noise α and new experts of kind `new`.
+pub fn width(alpha: f32, new: NewExperts) -> GrowthOptions {
+    GrowthOptions {
         new_experts: new,
-        aux_coef: AuxCoef::Keep,
-    })
+        ..GrowthOptions::width(2, alpha)
+    }
 }
 
-fn plan(steps: Vec<GrowthStep>, seed: u64) -> GrowthPlan {
-    GrowthPlan { steps, seed }
+/// The plan of an arm: the study's own options, so always valid.
+fn plan(o: GrowthOptions, seed: u64) -> GrowthPlan {
+    GrowthOptions { seed, ..o }
+        .plan()
+        .expect("the study's growth options are valid")
 }
 
 /// Every arm of the study. `sunk[i]` is the compute checkpoint `i` has already had; `fc` the
@@ -73,7 +63,7 @@ fn plan(steps: Vec<GrowthStep>, seed: u64) -> GrowthPlan {
 pub fn all(p: &StudyPreset, sunk: &[f64], fc: f64, seed: u64) -> Vec<Arm> {
     let last = sunk.len() - 1;
     let extra = p.extra_compute * fc;
-    let interp2 = || plan(vec![depth(2, DepthMethod::Interpose)], seed);
+    let interp2 = || plan(depth(2, DepthMethod::Interpose), seed);
     let mut arms = Vec::new();
     let mut push = |name: String, groups: &[&str], start: Start, extra_flops: f64| {
         arms.push(Arm {
@@ -114,7 +104,7 @@ pub fn all(p: &StudyPreset, sunk: &[f64], fc: f64, seed: u64) -> Vec<Arm> {
         &["depth"],
         Start::Grow {
             checkpoint: last,
-            plan: plan(vec![depth(2, DepthMethod::Stack)], seed),
+            plan: plan(depth(2, DepthMethod::Stack), seed),
         },
         extra,
     );
@@ -128,7 +118,7 @@ pub fn all(p: &StudyPreset, sunk: &[f64], fc: f64, seed: u64) -> Vec<Arm> {
                 &["depth"],
                 Start::Grow {
                     checkpoint: last,
-                    plan: plan(vec![depth(4, m)], seed),
+                    plan: plan(depth(4, m), seed),
                 },
                 extra,
             );
@@ -146,19 +136,20 @@ pub fn all(p: &StudyPreset, sunk: &[f64], fc: f64, seed: u64) -> Vec<Arm> {
             &["noise"],
             Start::Grow {
                 checkpoint: last,
-                plan: plan(vec![width(alpha, new)], seed),
+                plan: plan(width(alpha, new), seed),
             },
             extra,
         );
     }
     // Order of the two growths.
-    let (d, w) = (
-        depth(2, DepthMethod::Interpose),
-        width(0.01, NewExperts::Copy),
-    );
+    let both = |width_first| GrowthOptions {
+        depth: Some(2),
+        width_first,
+        ..width(0.01, NewExperts::Copy)
+    };
     for (name, steps) in [
-        ("depth-then-width", vec![d.clone(), w.clone()]),
-        ("width-then-depth", vec![w, d]),
+        ("depth-then-width", both(false)),
+        ("width-then-depth", both(true)),
     ] {
         push(
             name.into(),
@@ -272,7 +263,8 @@ pub fn write_fresh(
     seed: u64,
     companions: Option<&Path>,
 ) -> anyhow::Result<()> {
-    let tensors = init_tensors(config, DType::F32, seed, 0.02);
+    let init = Initialiser::new(config, DType::F32, seed, 0.02);
+    let tensors = init.tensors();
     let opts = WriteOptions {
         force: true,
         ..Default::default()
@@ -314,7 +306,7 @@ pub fn run(
     let (init, sunk) = prepare(arm, checkpoints, &dir, seed)
         .with_context(|| format!("arm {}: cannot prepare its starting checkpoint", arm.name))?;
     let start_ckpt = crate::cmd::open(&init)?;
-    let counts = param_counts_for(&start_ckpt.config, start_ckpt.layout);
+    let counts = param_counts_for(&start_ckpt.config);
     let tokens_per_step = (p.batch_size * p.seq_len) as f64;
     let per_step = 6.0 * counts.activated as f64 * tokens_per_step;
     let steps = ((arm.extra_flops / per_step).round() as usize).max(1);

@@ -59,7 +59,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let started = Instant::now();
     let config = ModelConfig::from_json(p.model.config_json(DType::F32))?;
-    let counts = param_counts_for(&config, moegrow_core::ExpertLayout::PerExpert);
+    let counts = param_counts_for(&config);
     let n_a = counts.activated as f64;
     let fc = 120.0 * n_a * n_a;
     let per_step = 6.0 * n_a * (p.batch_size * p.seq_len) as f64;

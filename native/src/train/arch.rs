@@ -3,7 +3,15 @@
 
 use anyhow::bail;
 use moegrow_core::config::{Attention, MlpKind, QkNorm, RouterConfig};
+use moegrow_core::schema::{schema, Kind, Weights};
 use moegrow_core::ModelConfig;
+
+/// Where a parameter lives: its index in the model's parameter list and its shape.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Slot {
+    pub index: usize,
+    pub shape: Vec<usize>,
+}
 
 /// The architecture of a trainable model: the families with standard (GQA) attention —
 /// Qwen3-MoE, Qwen2-MoE, Mixtral and OLMoE — and every routing variant `core` parses.
@@ -12,6 +20,9 @@ pub struct Arch {
     pub config: ModelConfig,
     pub qk_norm: QkNorm,
     pub clip_qkv: Option<f32>,
+    /// The schema's tree with each tensor's parameter slot, in canonical order: the one record
+    /// of which parameter holds which tensor, for loading, the forward pass and saving.
+    pub slots: Weights<Slot>,
 }
 
 impl Arch {
@@ -39,10 +50,30 @@ impl Arch {
                 config.num_kv_heads
             );
         }
+        let specs = schema(config);
+        if let Some(s) = specs.leaves().into_iter().find(|s| s.kind == Kind::Buffer) {
+            bail!(
+                "checkpoints with a routing correction bias ({:?}, DeepSeek-V3) are not trainable here yet",
+                s.role
+            );
+        }
+        if config.mtp_layers > 0 {
+            bail!("checkpoints with multi-token-prediction blocks are not trainable here yet");
+        }
+        let mut next = 0;
+        let slots = specs
+            .try_map(&mut |s| {
+                next += 1;
+                Ok::<_, anyhow::Error>(Slot {
+                    index: next - 1,
+                    shape: s.shape.clone(),
+                })
+            })?;
         Ok(Arch {
             config: config.clone(),
             qk_norm,
             clip_qkv,
+            slots,
         })
     }
 

@@ -112,9 +112,7 @@ impl TrainConfig {
         if !(self.lr > 0.0 && self.lr.is_finite()) {
             bail!("--lr must be a positive number, got {}", self.lr);
         }
-        if !["auto", "cpu", "gpu"].contains(&self.device.as_str()) {
-            bail!("--device must be auto, cpu or gpu, got `{}`", self.device);
-        }
+        self.device.parse::<crate::device::Device>()?;
         if !(0.0..=1.0).contains(&self.decay_fraction) || !(0.0..=1.0).contains(&self.min_lr_ratio)
         {
             bail!("--decay-fraction and --min-lr-ratio must lie in [0, 1]");

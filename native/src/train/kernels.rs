@@ -26,7 +26,7 @@ use burn::tensor::{DType, Device, GradientCheckpointingStrategy, Shape, Tensor};
 use std::sync::Arc;
 
 /// Rows per tile: each expert's rows are padded to a multiple of this on the wgpu path.
-pub const TILE: usize = 16;
+pub const TILE: usize = moegrow_core::gpu::shaders::GROUPED_TILE_ROWS;
 
 /// Which expert each 16-row tile belongs to, as the kernels read it.
 #[derive(Debug, Clone)]

@@ -1,70 +1,56 @@
 //! The burn model: a decoder-only MoE transformer whose parameters are exactly the tensors of a
-//! Hugging Face checkpoint (same shapes, `[out, in]` matrices), so that loading and saving are
-//! one-to-one and the forward pass can be checked against the CPU reference and transformers.
+//! Hugging Face checkpoint, one flat parameter per schema leaf (stacked experts included), so
+//! that loading and saving are one walk over the schema and the forward pass can be checked
+//! against the CPU reference and transformers.
+//!
+//! Parameters are stored flat and viewed in their schema shape by each forward pass (a reshape
+//! is free); the routed experts are `[E, 2I, H]` and `[E, H, I]` parameters, used as they are,
+//! never restacked per step.
 
-use super::arch::Arch;
+use super::arch::{Arch, Slot};
 use super::moe::{moe_forward, LayerRouting, RouteBias};
-use super::weights::{HostTensor, HostWeights};
+use super::weights::HostWeights;
 use burn::module::{Module, Param, ParamId};
 use burn::tensor::activation::{silu, softmax};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use moegrow_core::config::QkNorm;
-use moegrow_core::reference::ops::Rope;
-use moegrow_core::roles::{AttnRole as A, LayerRole as L};
-use moegrow_core::{Proj, Role};
+use moegrow_core::rope::Rope;
+use moegrow_core::schema::{Attention, Ffn, Gqa, Mlp};
 
-/// One SwiGLU feed-forward block (a routed expert, a shared expert or a dense MLP).
+/// Every parameter of the model, in the schema's canonical order ([`Arch::slots`] says which
+/// is which).
 #[derive(Module, Debug)]
-pub struct Ffn {
-    pub gate: Param<Tensor<2>>,
-    pub up: Param<Tensor<2>>,
-    pub down: Param<Tensor<2>>,
+pub struct Net {
+    pub params: Vec<Param<Tensor<1>>>,
 }
 
-impl Ffn {
+/// A SwiGLU block's weights in their matrix shapes.
+pub struct FfnView {
+    pub gate: Tensor<2>,
+    pub up: Tensor<2>,
+    pub down: Tensor<2>,
+}
+
+impl FfnView {
     /// `x [n, H]` → `[n, H]`.
     pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
-        let g = x.clone().matmul(self.gate.val().transpose());
-        let u = x.matmul(self.up.val().transpose());
-        (silu(g) * u).matmul(self.down.val().transpose())
+        let g = x.clone().matmul(self.gate.clone().transpose());
+        let u = x.matmul(self.up.clone().transpose());
+        (silu(g) * u).matmul(self.down.clone().transpose())
     }
 }
 
-#[derive(Module, Debug)]
-pub struct Moe {
+/// One MoE block's weights in their schema shapes.
+pub struct MoeView {
     /// `[E, H]`.
-    pub router: Param<Tensor<2>>,
-    pub experts: Vec<Ffn>,
-    pub shared: Option<Ffn>,
+    pub router: Tensor<2>,
+    /// `[E, 2I, H]`: each expert's gate rows, then its up rows.
+    pub gate_up: Tensor<3>,
+    /// `[E, H, I]`.
+    pub down: Tensor<3>,
+    pub shared: Option<FfnView>,
     /// Qwen2-MoE's `[1, H]` sigmoid gate on the shared expert.
-    pub shared_gate: Option<Param<Tensor<2>>>,
-}
-
-#[derive(Module, Debug)]
-pub struct Block {
-    pub input_norm: Param<Tensor<1>>,
-    pub q: Param<Tensor<2>>,
-    pub k: Param<Tensor<2>>,
-    pub v: Param<Tensor<2>>,
-    pub o: Param<Tensor<2>>,
-    pub q_bias: Option<Param<Tensor<1>>>,
-    pub k_bias: Option<Param<Tensor<1>>>,
-    pub v_bias: Option<Param<Tensor<1>>>,
-    pub o_bias: Option<Param<Tensor<1>>>,
-    pub q_norm: Option<Param<Tensor<1>>>,
-    pub k_norm: Option<Param<Tensor<1>>>,
-    pub post_norm: Param<Tensor<1>>,
-    pub moe: Option<Moe>,
-    pub dense: Option<Ffn>,
-}
-
-#[derive(Module, Debug)]
-pub struct Net {
-    pub embed: Param<Tensor<2>>,
-    pub blocks: Vec<Block>,
-    pub final_norm: Param<Tensor<1>>,
-    /// `None` when tied to the embedding.
-    pub lm_head: Option<Param<Tensor<2>>>,
+    pub shared_gate: Option<Tensor<2>>,
 }
 
 /// What one forward pass returns.
@@ -75,8 +61,8 @@ pub struct Output {
     pub routing: Vec<LayerRouting>,
 }
 
-/// Rotary tables for positions `0..T`, `[1, 1, T, head_dim/2]` each, built by `core` exactly as
-/// transformers does (f32 inverse frequencies and angles).
+/// Rotary tables for positions `0..T`, `[1, 1, T, head_dim/2]` each, from `core`'s one table
+/// builder (the CPU reference and the GPU runtime rotate by the same values).
 pub struct RopeTables {
     pub cos: Tensor<4>,
     pub sin: Tensor<4>,
@@ -85,9 +71,8 @@ pub struct RopeTables {
 
 impl RopeTables {
     pub fn new(arch: &Arch, len: usize, device: &Device) -> RopeTables {
-        let cfg = &arch.config;
-        let rope = Rope::new(cfg.head_dim, cfg.rope_theta, len);
-        let half = cfg.head_dim / 2;
+        let rope = Rope::for_model(&arch.config, len);
+        let half = rope.half;
         let t = |v: Vec<f32>| Tensor::<4>::from_data(TensorData::new(v, [1, 1, len, half]), device);
         RopeTables {
             cos: t(rope.cos),
@@ -127,192 +112,83 @@ pub fn rms_norm<const D: usize>(x: Tensor<D>, w: Tensor<1>, eps: f32) -> Tensor<
     x * (ms + eps as f64).sqrt().recip() * w
 }
 
-/// A parameter with a stable id, so that optimizer state saved by one run attaches to the same
-/// tensors when a resumed run rebuilds the model.
-fn param<const D: usize>(
-    id: &mut u64,
-    t: &HostTensor,
-    device: &Device,
-) -> anyhow::Result<Param<Tensor<D>>> {
-    if t.shape.len() != D {
-        anyhow::bail!(
-            "internal: expected a rank-{D} tensor, got shape {:?}",
-            t.shape
-        );
-    }
-    let mut tensor =
-        Tensor::<D>::from_data(TensorData::new(t.values.clone(), t.shape.clone()), device);
-    if device.is_autodiff() {
-        tensor = tensor.require_grad();
-    }
-    *id += 1;
-    Ok(Param::initialized(ParamId::from(*id), tensor))
-}
-
 impl Net {
-    /// Upload host weights (every tensor of the checkpoint) to `device`.
+    /// Upload host weights (every tensor of the checkpoint) to `device`. Parameter `i` gets
+    /// id `i + 1`, so optimizer state saved by one run attaches to the same tensors when a
+    /// resumed run rebuilds the model.
     pub fn load(arch: &Arch, w: &HostWeights, device: &Device) -> anyhow::Result<Net> {
-        let cfg = &arch.config;
-        let mut id = 0u64;
-        let get1 = |id: &mut u64, r: Role| -> anyhow::Result<Param<Tensor<1>>> {
-            param::<1>(id, w.get(r)?, device)
-        };
-        let opt1 = |id: &mut u64, r: Role| -> anyhow::Result<Option<Param<Tensor<1>>>> {
-            match w.tensors.get(&r) {
-                Some(t) => Ok(Some(param::<1>(id, t, device)?)),
-                None => Ok(None),
-            }
-        };
-        let get2 = |id: &mut u64, r: Role| -> anyhow::Result<Param<Tensor<2>>> {
-            param::<2>(id, w.get(r)?, device)
-        };
-        let ffn = |id: &mut u64, role: &dyn Fn(Proj) -> Role| -> anyhow::Result<Ffn> {
-            Ok(Ffn {
-                gate: get2(id, role(Proj::Gate))?,
-                up: get2(id, role(Proj::Up))?,
-                down: get2(id, role(Proj::Down))?,
+        let want = arch.slots.leaves().len();
+        if w.tensors.len() != want {
+            anyhow::bail!(
+                "internal: the host weights hold {} tensors, the architecture {want}",
+                w.tensors.len()
+            );
+        }
+        let params = w
+            .tensors
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let n = t.values.len();
+                let mut tensor =
+                    Tensor::<1>::from_data(TensorData::new(t.values.clone(), [n]), device);
+                if device.is_autodiff() {
+                    tensor = tensor.require_grad();
+                }
+                Param::initialized(ParamId::from(i as u64 + 1), tensor)
             })
-        };
-        let embed = get2(&mut id, Role::Embed)?;
-        let mut blocks = Vec::with_capacity(cfg.num_layers);
-        for l in 0..cfg.num_layers {
-            let r = |x: L| Role::Layer(l, x);
-            let input_norm = get1(&mut id, r(L::InputNorm))?;
-            let q = get2(&mut id, r(L::Attn(A::Q)))?;
-            let k = get2(&mut id, r(L::Attn(A::K)))?;
-            let v = get2(&mut id, r(L::Attn(A::V)))?;
-            let o = get2(&mut id, r(L::Attn(A::O)))?;
-            let q_bias = opt1(&mut id, r(L::Attn(A::QBias)))?;
-            let k_bias = opt1(&mut id, r(L::Attn(A::KBias)))?;
-            let v_bias = opt1(&mut id, r(L::Attn(A::VBias)))?;
-            let o_bias = opt1(&mut id, r(L::Attn(A::OBias)))?;
-            let q_norm = opt1(&mut id, r(L::Attn(A::QNorm)))?;
-            let k_norm = opt1(&mut id, r(L::Attn(A::KNorm)))?;
-            let post_norm = get1(&mut id, r(L::PostAttnNorm))?;
-            let (moe, dense) = if arch.is_moe(l) {
-                let router = get2(&mut id, r(L::Router))?;
-                let experts = (0..cfg.moe.num_experts)
-                    .map(|e| ffn(&mut id, &|p| r(L::Expert(e, p))))
-                    .collect::<anyhow::Result<Vec<_>>>()?;
-                let shared = match cfg.moe.shared {
-                    Some(_) => Some(ffn(&mut id, &|p| r(L::SharedExpert(p)))?),
-                    None => None,
-                };
-                let shared_gate = match w.tensors.get(&r(L::SharedExpertGate)) {
-                    Some(t) => Some(param::<2>(&mut id, t, device)?),
-                    None => None,
-                };
-                (
-                    Some(Moe {
-                        router,
-                        experts,
-                        shared,
-                        shared_gate,
-                    }),
-                    None,
-                )
-            } else {
-                (None, Some(ffn(&mut id, &|p| r(L::DenseMlp(p)))?))
-            };
-            blocks.push(Block {
-                input_norm,
-                q,
-                k,
-                v,
-                o,
-                q_bias,
-                k_bias,
-                v_bias,
-                o_bias,
-                q_norm,
-                k_norm,
-                post_norm,
-                moe,
-                dense,
-            });
-        }
-        let final_norm = get1(&mut id, Role::FinalNorm)?;
-        let lm_head = match w.tensors.get(&Role::LmHead) {
-            Some(t) => Some(param::<2>(&mut id, t, device)?),
-            None => None,
-        };
-        if w.tensors.contains_key(&Role::Layer(0, L::RouterBias)) {
-            anyhow::bail!("checkpoints with a routing correction bias (DeepSeek-V3) are not trainable here yet");
-        }
-        Ok(Net {
-            embed,
-            blocks,
-            final_norm,
-            lm_head,
-        })
+            .collect();
+        Ok(Net { params })
     }
 
-    /// Download every parameter into `w` (same roles, the dtypes `w` already records).
+    /// Download every parameter into `w`: parameter `i` is host tensor `i`, the record made
+    /// at load time (same roles, the dtypes `w` already records).
     pub fn store(&self, w: &mut HostWeights) -> anyhow::Result<()> {
-        fn put<const D: usize>(
-            w: &mut HostWeights,
-            r: Role,
-            p: &Param<Tensor<D>>,
-        ) -> anyhow::Result<()> {
-            let data = p.val().into_data();
-            let values = data
+        if w.tensors.len() != self.params.len() {
+            anyhow::bail!(
+                "internal: {} parameters for {} host tensors",
+                self.params.len(),
+                w.tensors.len()
+            );
+        }
+        for (p, t) in self.params.iter().zip(&mut w.tensors) {
+            t.values = p
+                .val()
+                .into_data()
                 .try_to_vec::<f32>()
-                .map_err(|e| anyhow::anyhow!("cannot read {r:?} back: {e:?}"))?;
-            let t = w
-                .tensors
-                .get_mut(&r)
-                .ok_or_else(|| anyhow::anyhow!("internal: {r:?} missing from the host weights"))?;
-            t.values = values;
-            Ok(())
-        }
-        let ffn =
-            |w: &mut HostWeights, f: &Ffn, role: &dyn Fn(Proj) -> Role| -> anyhow::Result<()> {
-                put(w, role(Proj::Gate), &f.gate)?;
-                put(w, role(Proj::Up), &f.up)?;
-                put(w, role(Proj::Down), &f.down)
-            };
-        put(w, Role::Embed, &self.embed)?;
-        for (l, b) in self.blocks.iter().enumerate() {
-            let r = |x: L| Role::Layer(l, x);
-            put(w, r(L::InputNorm), &b.input_norm)?;
-            put(w, r(L::Attn(A::Q)), &b.q)?;
-            put(w, r(L::Attn(A::K)), &b.k)?;
-            put(w, r(L::Attn(A::V)), &b.v)?;
-            put(w, r(L::Attn(A::O)), &b.o)?;
-            for (role, p) in [
-                (A::QBias, &b.q_bias),
-                (A::KBias, &b.k_bias),
-                (A::VBias, &b.v_bias),
-                (A::OBias, &b.o_bias),
-                (A::QNorm, &b.q_norm),
-                (A::KNorm, &b.k_norm),
-            ] {
-                if let Some(p) = p {
-                    put(w, r(L::Attn(role)), p)?;
-                }
-            }
-            put(w, r(L::PostAttnNorm), &b.post_norm)?;
-            if let Some(m) = &b.moe {
-                put(w, r(L::Router), &m.router)?;
-                for (e, f) in m.experts.iter().enumerate() {
-                    ffn(w, f, &|p| r(L::Expert(e, p)))?;
-                }
-                if let Some(s) = &m.shared {
-                    ffn(w, s, &|p| r(L::SharedExpert(p)))?;
-                }
-                if let Some(g) = &m.shared_gate {
-                    put(w, r(L::SharedExpertGate), g)?;
-                }
-            }
-            if let Some(d) = &b.dense {
-                ffn(w, d, &|p| r(L::DenseMlp(p)))?;
-            }
-        }
-        put(w, Role::FinalNorm, &self.final_norm)?;
-        if let Some(h) = &self.lm_head {
-            put(w, Role::LmHead, h)?;
+                .map_err(|e| anyhow::anyhow!("cannot read {:?} back: {e:?}", t.role))?;
         }
         Ok(())
+    }
+
+    /// A parameter in its schema shape.
+    pub fn get<const D: usize>(&self, s: &Slot) -> Tensor<D> {
+        let shape: [usize; D] = s
+            .shape
+            .as_slice()
+            .try_into()
+            .unwrap_or_else(|_| panic!("internal: a rank-{D} view of shape {:?}", s.shape));
+        self.params[s.index].val().reshape(shape)
+    }
+
+    fn ffn(&self, f: &Ffn<Slot>) -> FfnView {
+        FfnView {
+            gate: self.get(&f.gate),
+            up: self.get(&f.up),
+            down: self.get(&f.down),
+        }
+    }
+
+    /// The weights of MoE layer `layer` (`None` for a dense layer).
+    pub fn moe(&self, arch: &Arch, layer: usize) -> Option<MoeView> {
+        let m = arch.slots.layers[layer].mlp.moe()?;
+        Some(MoeView {
+            router: self.get(&m.router),
+            gate_up: self.get(&m.experts.gate_up),
+            down: self.get(&m.experts.down),
+            shared: m.shared.as_ref().map(|f| self.ffn(f)),
+            shared_gate: m.shared_gate.as_ref().map(|g| self.get(g)),
+        })
     }
 
     /// `tokens [B, T]` → logits `[B, T, V]` and each MoE layer's routing.
@@ -324,42 +200,42 @@ impl Net {
         bias: &RouteBias,
     ) -> anyhow::Result<Output> {
         let cfg = &arch.config;
+        let w = &arch.slots;
         let [b, t] = tokens.dims();
         let n = b * t;
         let ids = tokens.reshape([n]);
-        let mut x = self.embed.val().select(0, ids); // [N, H]
+        let mut x = self.get::<2>(&w.embed).select(0, ids); // [N, H]
         let mask = causal_mask(t, cfg.sliding_window.clone(), &x.device());
         let mut routing = Vec::new();
-        for (l, blk) in self.blocks.iter().enumerate() {
-            let normed = rms_norm(x.clone(), blk.input_norm.val(), cfg.rms_norm_eps);
-            let attn = self.attention(arch, blk, normed, b, t, rope, &mask[l]);
-            x = x + attn;
-            let normed = rms_norm(x.clone(), blk.post_norm.val(), cfg.rms_norm_eps);
-            let mlp = if let Some(moe) = &blk.moe {
-                let (y, r) = moe_forward(arch, moe, normed, bias.layer(routing.len()))?;
-                routing.push(r);
-                y
-            } else {
-                blk.dense
-                    .as_ref()
-                    .expect("a block without MoE has a dense MLP")
-                    .forward(normed)
+        for (l, layer) in w.layers.iter().enumerate() {
+            let Attention::Standard(attn) = &layer.attention else {
+                anyhow::bail!("internal: the trainer builds standard attention only");
+            };
+            let normed = rms_norm(x.clone(), self.get(&layer.input_norm), cfg.rms_norm_eps);
+            x = x + self.attention(arch, attn, normed, b, t, rope, &mask[l]);
+            let normed = rms_norm(x.clone(), self.get(&layer.post_attn_norm), cfg.rms_norm_eps);
+            let mlp = match &layer.mlp {
+                Mlp::Moe(_) => {
+                    let moe = self.moe(arch, l).expect("a MoE layer has MoE weights");
+                    let (y, r) = moe_forward(arch, &moe, normed, bias.layer(routing.len()))?;
+                    routing.push(r);
+                    y
+                }
+                Mlp::Dense(f) => self.ffn(f).forward(normed),
             };
             x = x + mlp;
         }
-        let x = rms_norm(x, self.final_norm.val(), cfg.rms_norm_eps);
-        let head = match &self.lm_head {
-            Some(w) => w.val(),
-            None => self.embed.val(),
-        };
+        let x = rms_norm(x, self.get(&w.final_norm), cfg.rms_norm_eps);
+        let head: Tensor<2> = self.get(w.lm_head.as_ref().unwrap_or(&w.embed));
         let logits = x.matmul(head.transpose()).reshape([b, t, cfg.vocab_size]);
         Ok(Output { logits, routing })
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn attention(
         &self,
         arch: &Arch,
-        blk: &Block,
+        w: &Gqa<Slot>,
         x: Tensor<2>,
         b: usize,
         t: usize,
@@ -369,18 +245,25 @@ impl Net {
         let cfg = &arch.config;
         let (nh, nkv, d) = (cfg.num_heads, cfg.num_kv_heads, cfg.head_dim);
         let eps = cfg.rms_norm_eps;
-        let proj = |w: &Param<Tensor<2>>, bias: &Option<Param<Tensor<1>>>| {
-            let y = x.clone().matmul(w.val().transpose());
+        let proj = |m: &Slot, bias: &Option<Slot>| {
+            let y = x.clone().matmul(self.get::<2>(m).transpose());
             match bias {
-                Some(bb) => y + bb.val().unsqueeze::<2>(),
+                Some(bb) => y + self.get::<1>(bb).unsqueeze::<2>(),
                 None => y,
             }
         };
-        let mut q = proj(&blk.q, &blk.q_bias);
-        let mut k = proj(&blk.k, &blk.k_bias);
-        let mut v = proj(&blk.v, &blk.v_bias);
+        let norms = || {
+            let get = |s: &Option<Slot>| {
+                self.get::<1>(s.as_ref().expect("the schema has q_norm and k_norm with q/k norm"))
+            };
+            (get(&w.q_norm), get(&w.k_norm))
+        };
+        let mut q = proj(&w.q, &w.q_bias);
+        let mut k = proj(&w.k, &w.k_bias);
+        let mut v = proj(&w.v, &w.v_bias);
         if arch.qk_norm == QkNorm::FullWidth {
-            (q, k) = qk_norms(blk, q, k, eps);
+            let (qn, kn) = norms();
+            (q, k) = (rms_norm(q, qn, eps), rms_norm(k, kn, eps));
         }
         if let Some(c) = arch.clip_qkv {
             let c = c as f64;
@@ -392,7 +275,8 @@ impl Net {
         let mut q = q.reshape([b, t, nh, d]);
         let mut k = k.reshape([b, t, nkv, d]);
         if arch.qk_norm == QkNorm::PerHead {
-            (q, k) = qk_norms(blk, q, k, eps);
+            let (qn, kn) = norms();
+            (q, k) = (rms_norm(q, qn, eps), rms_norm(k, kn, eps));
         }
         let q = rope.apply(q.swap_dims(1, 2));
         let k = rope.apply(k.swap_dims(1, 2));
@@ -412,30 +296,12 @@ impl Net {
         let scores = q.matmul(k.swap_dims(2, 3)) * (1.0 / (d as f64).sqrt()) + mask.clone();
         let p = softmax(scores, 3);
         let ctx = p.matmul(v).swap_dims(1, 2).reshape([b * t, nh * d]);
-        let out = ctx.matmul(blk.o.val().transpose());
-        match &blk.o_bias {
-            Some(bb) => out + bb.val().unsqueeze::<2>(),
+        let out = ctx.matmul(self.get::<2>(&w.o).transpose());
+        match &w.o_bias {
+            Some(bb) => out + self.get::<1>(bb).unsqueeze::<2>(),
             None => out,
         }
     }
-}
-
-/// q/k RMSNorm over the last dimension (the full projection for OLMoE, each head for Qwen3).
-fn qk_norms<const D: usize>(
-    blk: &Block,
-    q: Tensor<D>,
-    k: Tensor<D>,
-    eps: f32,
-) -> (Tensor<D>, Tensor<D>) {
-    let w = |p: &Option<Param<Tensor<1>>>| {
-        p.as_ref()
-            .expect("the loader requires q_norm and k_norm with q/k norm")
-            .val()
-    };
-    (
-        rms_norm(q, w(&blk.q_norm), eps),
-        rms_norm(k, w(&blk.k_norm), eps),
-    )
 }
 
 /// Additive attention masks `[1, 1, T, T]` per layer: 0 where a query may attend, −∞ above the

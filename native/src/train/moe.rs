@@ -4,14 +4,15 @@
 //! scores, correction / balancing bias, group limits: one implementation for inference,
 //! growth checks and training), because grouping needs the per-expert token counts on the host
 //! anyway. The routing *weights* are then gathered from the device scores so that gradients flow
-//! into the router. Tokens are sorted by expert, each expert runs one matmul chain over exactly
-//! its tokens, and the weighted outputs are scatter-added back: the work is `top_k` expert FFNs
-//! per token, never every expert over every token with a mask.
+//! into the router. Tokens are sorted by expert, experts run over their own tokens (grouped into
+//! few padded batches on the CPU, grouped tiles on the GPU), and the weighted outputs are
+//! scatter-added back: the work is about `top_k` expert FFNs per token, never every expert over
+//! every token with a mask. The experts' weights are the stacked `[E, 2I, H]` / `[E, H, I]`
+//! parameters, gate and up applied as one product.
 
 use super::arch::Arch;
 use super::kernels::{grouped_linear_wgsl, is_wgpu, select_experts_wgsl, TilePlan, TILE};
-use super::model::{Ffn, Moe};
-use burn::module::Param;
+use super::model::MoeView;
 use burn::tensor::activation::{sigmoid, silu, softmax};
 use burn::tensor::{IndexingUpdateOp, Int, Tensor, TensorData};
 use moegrow_core::config::Scoring;
@@ -61,7 +62,7 @@ impl RouteBias {
 /// `x [N, H]` → `[N, H]`.
 pub fn moe_forward(
     arch: &Arch,
-    moe: &Moe,
+    moe: &MoeView,
     x: Tensor<2>,
     bias: Option<&[f32]>,
 ) -> anyhow::Result<(Tensor<2>, LayerRouting)> {
@@ -71,9 +72,9 @@ pub fn moe_forward(
     let e_count = cfg.moe.num_experts;
     let k = cfg.moe.top_k;
     let device = x.device();
-    let logits = x.clone().matmul(moe.router.val().transpose()); // [N, E]
-                                                                 // Selection: our WGSL kernel on the wgpu device, `core`'s reference router elsewhere (and for
-                                                                 // group-limited routing, which the trainable families do not use).
+    let logits = x.clone().matmul(moe.router.clone().transpose()); // [N, E]
+    // Selection: our WGSL kernel on the wgpu device, `core`'s reference router elsewhere (and
+    // for group-limited routing, which the trainable families do not use).
     let chosen: Vec<usize> = if is_wgpu(&device) && router.group_limit.is_none() {
         select_experts_wgsl(logits.clone(), bias, k, router.scoring == Scoring::Sigmoid)?
     } else {
@@ -107,20 +108,15 @@ pub fn moe_forward(
     if router.routed_scaling_factor != 1.0 {
         weights = weights * router.routed_scaling_factor as f64;
     }
-    let max = lists.iter().map(|l| l.len()).max().unwrap_or(0);
     let mut out = if is_wgpu(&device) {
         dispatch_wgsl(moe, x.clone(), weights, &lists, k)?
-    } else if max * e_count <= 2 * n * k {
-        // Balanced enough that padding every expert to the largest group wastes at most half:
-        // one batched product per projection keeps both cores busy.
-        dispatch_batched(moe, x.clone(), weights, &lists, k, max)
     } else {
-        dispatch_per_expert(moe, x.clone(), weights, &lists, k)
+        dispatch_bucketed(moe, x.clone(), weights, &lists, k)
     };
     if let Some(shared) = &moe.shared {
         let mut s = shared.forward(x.clone());
         if let Some(g) = &moe.shared_gate {
-            s = s * sigmoid(x.matmul(g.val().transpose()));
+            s = s * sigmoid(x.matmul(g.clone().transpose()));
         }
         out = out + s;
     }
@@ -153,16 +149,29 @@ pub fn aux_loss(routing: &[LayerRouting], experts: usize) -> Option<Tensor<1>> {
     Some((p_sum * f).sum() * experts as f64)
 }
 
-/// burn's own ops: tokens sorted by expert, one SwiGLU chain per expert over exactly its rows,
-/// weighted outputs scatter-added back to their tokens.
+/// `silu(gate) ⊙ up` of a gate-up product `[…, 2I]` (gate columns first).
+fn swiglu_halves<const D: usize>(gu: Tensor<D>) -> Tensor<D> {
+    let dims = gu.dims();
+    let i = dims[D - 1] / 2;
+    let g = gu.clone().narrow(D - 1, 0, i);
+    let u = gu.narrow(D - 1, i, i);
+    silu(g) * u
+}
+
+/// burn's own ops, one expert at a time: tokens sorted by expert, one SwiGLU chain per expert
+/// over exactly its rows, weighted outputs scatter-added back. The plainest dispatch, which the
+/// others are tested against.
+#[cfg(test)]
 pub(crate) fn dispatch_per_expert(
-    moe: &Moe,
+    moe: &MoeView,
     x: Tensor<2>,
     weights: Tensor<2>,
     lists: &[Vec<(usize, usize)>],
     k: usize,
 ) -> Tensor<2> {
     let [n, h] = x.dims();
+    let [_, i2, _] = moe.gate_up.dims();
+    let i = i2 / 2;
     let device = x.device();
     let m = n * k;
     let tokens: Vec<i64> = lists.iter().flatten().map(|&(t, _)| t as i64).collect();
@@ -181,7 +190,10 @@ pub(crate) fn dispatch_per_expert(
         if c == 0 {
             continue;
         }
-        outs.push(moe.experts[e].forward(xs.clone().slice([off..off + c, 0..h])));
+        let gu = moe.gate_up.clone().narrow(0, e, 1).reshape([i2, h]);
+        let down = moe.down.clone().narrow(0, e, 1).reshape([h, i]);
+        let rows = xs.clone().slice([off..off + c, 0..h]);
+        outs.push(swiglu_halves(rows.matmul(gu.transpose())).matmul(down.transpose()));
         off += c;
     }
     let ys = Tensor::cat(outs, 0);
@@ -189,12 +201,11 @@ pub(crate) fn dispatch_per_expert(
     Tensor::<2>::zeros([n, h], &device).select_assign(0, tokens, ys * w, IndexingUpdateOp::Add)
 }
 
-/// Our WGSL kernels (`shaders/grouped_matmul.wgsl`) on the wgpu backend: the experts' weights
-/// are stacked to `[E, out, in]`, each expert's rows padded to 16-row tiles (padding rows read a
-/// zero row and carry zero weight), and the three products of every expert run as one grouped
-/// dispatch each, forward and backward.
+/// Our WGSL kernels (`shaders/grouped_matmul.wgsl`) on the wgpu backend: each expert's rows
+/// padded to 16-row tiles (padding rows read a zero row and carry zero weight), the gate-up and
+/// down products of every expert as one grouped dispatch each, forward and backward.
 fn dispatch_wgsl(
-    moe: &Moe,
+    moe: &MoeView,
     x: Tensor<2>,
     weights: Tensor<2>,
     lists: &[Vec<(usize, usize)>],
@@ -206,40 +217,116 @@ fn dispatch_wgsl(
     let base: Vec<usize> = plan.tile_start.iter().map(|&t| t as usize * TILE).collect();
     let rows = PaddedRows::new(lists, &base, plan.rows(), n, k, &x.device());
     let xs = rows.gather(x);
-    let stack = |pick: fn(&Ffn) -> &Param<Tensor<2>>| -> Tensor<3> {
-        Tensor::stack(moe.experts.iter().map(|f| pick(f).val()).collect(), 0)
-    };
-    let g = grouped_linear_wgsl(xs.clone(), stack(|f| &f.gate), plan.clone())?;
-    let u = grouped_linear_wgsl(xs, stack(|f| &f.up), plan.clone())?;
-    let y = grouped_linear_wgsl(silu(g) * u, stack(|f| &f.down), plan)?;
+    let gu = grouped_linear_wgsl(xs, moe.gate_up.clone(), plan.clone())?;
+    let y = grouped_linear_wgsl(swiglu_halves(gu), moe.down.clone(), plan)?;
     Ok(rows.scatter(y, weights))
 }
 
-/// burn's own ops, batched: every expert's rows padded to the largest group (padding rows read
-/// a zero row and carry zero weight), then one batched matmul per projection over all experts.
+/// burn's own ops, batched: the given experts' rows padded to `cap` (padding rows read a zero
+/// row and carry zero weight), then one batched product per projection over those experts.
+/// `experts` lists which experts (all of them, in order, when `None`).
+fn batched_group(
+    moe: &MoeView,
+    x: Tensor<2>,
+    weights: Tensor<2>,
+    lists: &[Vec<(usize, usize)>],
+    experts: Option<&[usize]>,
+    k: usize,
+    cap: usize,
+) -> Tensor<2> {
+    let [n, h] = x.dims();
+    let device = x.device();
+    let (group, gate_up, down): (Vec<&Vec<(usize, usize)>>, Tensor<3>, Tensor<3>) = match experts
+    {
+        None => (lists.iter().collect(), moe.gate_up.clone(), moe.down.clone()),
+        Some(ids) => {
+            let idx = Tensor::<1, Int>::from_data(
+                TensorData::new(ids.iter().map(|&e| e as i64).collect(), [ids.len()]),
+                &device,
+            );
+            (
+                ids.iter().map(|&e| &lists[e]).collect(),
+                moe.gate_up.clone().select(0, idx.clone()),
+                moe.down.clone().select(0, idx),
+            )
+        }
+    };
+    let g = group.len();
+    let base: Vec<usize> = (0..g).map(|e| e * cap).collect();
+    let owned: Vec<Vec<(usize, usize)>> = group.into_iter().cloned().collect();
+    let rows = PaddedRows::new(&owned, &base, g * cap, n, k, &device);
+    let xs = rows.gather(x).reshape([g, cap, h]);
+    let gu = xs.matmul(gate_up.swap_dims(1, 2));
+    let y = swiglu_halves(gu)
+        .matmul(down.swap_dims(1, 2))
+        .reshape([g * cap, h]);
+    rows.scatter(y, weights)
+}
+
+/// Every expert padded to the largest group `cap`, one batched product per projection.
+#[cfg(test)]
 pub(crate) fn dispatch_batched(
-    moe: &Moe,
+    moe: &MoeView,
     x: Tensor<2>,
     weights: Tensor<2>,
     lists: &[Vec<(usize, usize)>],
     k: usize,
     cap: usize,
 ) -> Tensor<2> {
-    let [n, h] = x.dims();
-    let e_count = lists.len();
-    let base: Vec<usize> = (0..e_count).map(|e| e * cap).collect();
-    let rows = PaddedRows::new(lists, &base, e_count * cap, n, k, &x.device());
-    let xs = rows.gather(x).reshape([e_count, cap, h]);
-    let stack_t = |pick: fn(&Ffn) -> &Param<Tensor<2>>| -> Tensor<3> {
-        let w: Tensor<3> = Tensor::stack(moe.experts.iter().map(|f| pick(f).val()).collect(), 0);
-        w.swap_dims(1, 2)
-    };
-    let g = xs.clone().matmul(stack_t(|f| &f.gate));
-    let u = xs.matmul(stack_t(|f| &f.up));
-    let y = (silu(g) * u)
-        .matmul(stack_t(|f| &f.down))
-        .reshape([e_count * cap, h]);
-    rows.scatter(y, weights)
+    batched_group(moe, x, weights, lists, None, k, cap)
+}
+
+/// Experts grouped by load so that padding wastes at most half of any group: experts sorted by
+/// token count, each group holding those with at least half its largest count, one batched
+/// product per group and projection. Balanced routing is one group of every expert (no
+/// gather of weights at all); a skewed one a few groups, instead of one product per expert or
+/// every expert padded to the busiest.
+pub(crate) fn dispatch_bucketed(
+    moe: &MoeView,
+    x: Tensor<2>,
+    weights: Tensor<2>,
+    lists: &[Vec<(usize, usize)>],
+    k: usize,
+) -> Tensor<2> {
+    let groups = load_groups(&lists.iter().map(|l| l.len()).collect::<Vec<_>>());
+    let mut out: Option<Tensor<2>> = None;
+    for (ids, cap) in groups {
+        let all = ids.len() == lists.len() && ids.iter().enumerate().all(|(i, &e)| i == e);
+        let y = batched_group(
+            moe,
+            x.clone(),
+            weights.clone(),
+            lists,
+            (!all).then_some(ids.as_slice()),
+            k,
+            cap,
+        );
+        out = Some(match out {
+            Some(o) => o + y,
+            None => y,
+        });
+    }
+    out.unwrap_or_else(|| x.zeros_like())
+}
+
+/// Experts with tokens grouped by load: (experts in index order, the group's largest count).
+fn load_groups(counts: &[usize]) -> Vec<(Vec<usize>, usize)> {
+    let mut order: Vec<usize> = (0..counts.len()).filter(|&e| counts[e] > 0).collect();
+    order.sort_by_key(|&e| std::cmp::Reverse(counts[e]));
+    let mut groups = Vec::new();
+    let mut start = 0;
+    while start < order.len() {
+        let cap = counts[order[start]];
+        let mut end = start + 1;
+        while end < order.len() && 2 * counts[order[end]] >= cap {
+            end += 1;
+        }
+        let mut ids = order[start..end].to_vec();
+        ids.sort_unstable();
+        groups.push((ids, cap));
+        start = end;
+    }
+    groups
 }
 
 /// Expert-sorted rows with per-expert padding: which token each row reads (`n`, a zero row, for

@@ -39,7 +39,14 @@ pub struct TrainerState {
     pub trained_flops: f64,
     pub route_bias: RouteBias,
     pub elapsed_s: f64,
+    /// How parameters are laid out in `optimizer.bpk` ([`PARAM_LAYOUT`]; absent in runs of
+    /// moegrow before the weight schema, whose optimizer state does not fit today's model).
+    #[serde(default)]
+    pub param_layout: u32,
 }
+
+/// One flat parameter per schema leaf, experts stacked (moegrow 0.1 with the weight schema).
+const PARAM_LAYOUT: u32 = 2;
 
 const STATE_FILE: &str = "trainer_state.json";
 const OPTIM_FILE: &str = "optimizer.bpk";
@@ -66,45 +73,40 @@ impl ModuleVisitor for Ranks {
     }
 }
 
-/// burn's wgpu runtime registers once per process; later callers share the device. Also says
-/// whether the adapter is a software renderer.
-fn wgpu_device() -> anyhow::Result<(Device, bool, String)> {
-    type Probe = Result<(Device, bool, String), String>;
+/// burn's wgpu runtime registers once per process; later callers share the device.
+fn wgpu_device() -> anyhow::Result<(Device, String)> {
+    type Probe = Result<(Device, String), String>;
     static DEVICE: std::sync::OnceLock<Probe> = std::sync::OnceLock::new();
     DEVICE
         .get_or_init(|| {
             // Probe with our own runtime first: it reports a missing adapter as an error
             // rather than a panic.
-            let gpu = moegrow_core::gpu::Gpu::new_blocking().map_err(|e| e.to_string())?;
-            let (name, software) = (gpu.describe(), gpu.is_software());
-            drop(gpu);
+            let name = moegrow_core::gpu::Gpu::new_blocking()
+                .map_err(|e| e.to_string())?
+                .describe();
             let device = Device::wgpu_options()
                 .init()
                 .map_err(|e| format!("burn cannot use the GPU ({name}): {e}"))?;
-            Ok((device, software, name))
+            Ok((device, name))
         })
         .clone()
         .map_err(|e| anyhow::anyhow!(e))
 }
 
-/// `cpu`: burn's flex backend; `gpu`: burn's wgpu backend on whatever adapter there is
-/// (lavapipe included); `auto`: the GPU if it is real hardware, else the CPU (a software
-/// renderer trains far slower than the CPU backend).
+/// The burn device for `--device` under every command's policy ([`crate::device::resolve`]):
+/// `cpu` is burn's flex backend, `gpu` burn's wgpu backend on whatever adapter there is
+/// (lavapipe included), `auto` the GPU when it is real hardware, else the CPU.
 pub fn open_device(choice: &str) -> anyhow::Result<(Device, String)> {
-    match choice {
-        "cpu" => Ok((Device::flex(), "cpu (burn flex)".into())),
-        "gpu" => {
-            let (d, _, name) = wgpu_device()?;
+    let choice: crate::device::Device = choice.parse()?;
+    match crate::device::resolve(choice)? {
+        (Some(_), _) => {
+            let (d, name) = wgpu_device()?;
             Ok((d, format!("gpu (burn wgpu: {name})")))
         }
-        _ => match wgpu_device() {
-            Ok((d, false, name)) => Ok((d, format!("gpu (burn wgpu: {name})"))),
-            Ok((_, true, name)) => Ok((
-                Device::flex(),
-                format!("cpu (burn flex; the only GPU adapter, {name}, is a software renderer)"),
-            )),
-            Err(_) => Ok((Device::flex(), "cpu (burn flex; no GPU adapter)".into())),
-        },
+        (None, words) => Ok((
+            Device::flex(),
+            format!("cpu (burn flex){}", words.strip_prefix("CPU").unwrap_or("")),
+        )),
     }
 }
 
@@ -265,7 +267,7 @@ impl Trainer {
                 .and_then(|v| v.as_f64())
                 .unwrap_or(0.0)
         });
-        let counts = param_counts_for(&host.config, host.layout);
+        let counts = param_counts_for(&host.config);
         let state = TrainerState {
             step: 0,
             position: 0,
@@ -278,6 +280,7 @@ impl Trainer {
                 RouteBias::default()
             },
             elapsed_s: 0.0,
+            param_layout: PARAM_LAYOUT,
         };
         Ok(Trainer {
             flops_per_token: counts.train_flops_per_token() as f64,
@@ -459,20 +462,18 @@ impl Trainer {
 
 /// A zero-sized stand-in while the optimizer owns the model for one step.
 fn placeholder() -> Net {
-    Net {
-        embed: Param::initialized(ParamId::from(0), Tensor::empty([0, 0], &Device::flex())),
-        blocks: Vec::new(),
-        final_norm: Param::initialized(ParamId::from(0), Tensor::empty([0], &Device::flex())),
-        lm_head: None,
-    }
+    Net { params: Vec::new() }
 }
 
-/// `moegrow train`: the whole run.
-/// Returns the run's summary (also written to `summary.json`).
-pub fn run(mut cfg: TrainConfig, o: RunOptions) -> anyhow::Result<serde_json::Value> {
+/// Prepare `o.out` for a run: continue the saved configuration and find the latest checkpoint
+/// (`--resume`), refuse to overwrite a run without `--force`, or clear the old one.
+fn open_run_dir(
+    cfg: &mut TrainConfig,
+    o: &RunOptions,
+) -> anyhow::Result<Option<(PathBuf, TrainerState)>> {
     let out = &o.out;
     let cfg_path = out.join("train.json");
-    let mut resume_from: Option<(PathBuf, TrainerState)> = None;
+    let mut resume_from = None;
     if o.resume {
         let text = std::fs::read_to_string(&cfg_path).with_context(|| {
             format!(
@@ -485,7 +486,7 @@ pub fn run(mut cfg: TrainConfig, o: RunOptions) -> anyhow::Result<serde_json::Va
         // A resumed run continues the saved configuration; only the step count and the device
         // may change.
         let (steps, device) = (cfg.steps, cfg.device.clone());
-        cfg = saved;
+        *cfg = saved;
         cfg.steps = steps.max(cfg.steps);
         cfg.device = device;
         resume_from = latest_checkpoint(out)?;
@@ -507,23 +508,31 @@ pub fn run(mut cfg: TrainConfig, o: RunOptions) -> anyhow::Result<serde_json::Va
     }
     cfg.check()?;
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
-    let started = Instant::now();
+    Ok(resume_from)
+}
 
-    // Weights: the latest checkpoint of this run, or the starting point.
-    let (host, sunk) = match &resume_from {
-        Some((dir, _)) => {
-            let ckpt = crate::cmd::open(dir)?;
-            (HostWeights::from_checkpoint(&ckpt)?, 0.0)
-        }
-        None => starting_weights(&cfg)?,
-    };
-    let model_vocab = host.config.vocab_size;
+/// The tokenised corpus of a run.
+struct RunData {
+    tokenizer_json: Vec<u8>,
+    train: Batches,
+    eval: Vec<(Vec<i64>, Vec<i64>)>,
+    /// Held-out cross-entropy of the training unigram distribution (the baseline).
+    unigram: f64,
+}
 
-    // Tokenizer: the run's own, the checkpoint's, or one trained on the corpus.
+/// Load and tokenise the corpus with the run's own tokenizer (a resumed run), the starting
+/// checkpoint's, or one trained on the corpus; write the run's `tokenizer.json` and
+/// `train.json`.
+fn prepare_data(
+    cfg: &TrainConfig,
+    out: &Path,
+    resume: bool,
+    model_vocab: usize,
+) -> anyhow::Result<RunData> {
     let corpus = Corpus::load_or_default(cfg.corpus.as_deref())?.0;
     let tok_path = out.join("tokenizer.json");
     let init_tok = cfg.init.as_ref().map(|p| p.join("tokenizer.json"));
-    let tk: Tokenizer = if tok_path.exists() && o.resume {
+    let tk: Tokenizer = if tok_path.exists() && resume {
         Tokenizer::from_file(&tok_path)
             .map_err(|e| anyhow::anyhow!("{}: {e}", tok_path.display()))?
     } else if let Some(p) = init_tok.as_ref().filter(|p| p.exists()) {
@@ -540,21 +549,148 @@ pub fn run(mut cfg: TrainConfig, o: RunOptions) -> anyhow::Result<serde_json::Va
         .map_err(|e| anyhow::anyhow!("cannot serialise the tokenizer: {e}"))?
         .into_bytes();
     std::fs::write(&tok_path, &tokenizer_json)?;
-    std::fs::write(&cfg_path, serde_json::to_string_pretty(&cfg)? + "\n")?;
+    std::fs::write(
+        out.join("train.json"),
+        serde_json::to_string_pretty(cfg)? + "\n",
+    )?;
     let train_ids = tokenizer::encode(&tk, &corpus.train)?;
     let eval_ids = tokenizer::encode(&tk, &corpus.heldout)?;
     let unigram = tokenizer::unigram_cross_entropy(&train_ids, &eval_ids, model_vocab);
-    let mut data = Batches::new(train_ids, cfg.seq_len, cfg.seed)?;
+    let train = Batches::new(train_ids, cfg.seq_len, cfg.seed)?;
     let eval = eval_windows(&eval_ids, cfg.seq_len, cfg.eval_sequences);
     if eval.is_empty() {
         bail!("the held-out text has fewer than {} tokens; use a larger corpus or a shorter --seq-len", cfg.seq_len + 1);
     }
+    Ok(RunData {
+        tokenizer_json,
+        train,
+        eval,
+        unigram,
+    })
+}
+
+/// One logged step.
+struct StepRecord {
+    step: usize,
+    loss: f64,
+    aux: f64,
+    lr: f64,
+    norm: f64,
+    tokens_per_s: f64,
+    eval_loss: Option<f64>,
+}
+
+/// `metrics.jsonl` (always) and `metrics.csv` (`--csv`), appended to as the run goes.
+struct MetricsLog {
+    jsonl: std::fs::File,
+    csv: Option<std::fs::File>,
+}
+
+impl MetricsLog {
+    fn open(out: &Path, csv: bool, resumed: bool) -> anyhow::Result<MetricsLog> {
+        let append = |p: &Path| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .with_context(|| format!("cannot open {}", p.display()))
+        };
+        let jsonl = append(&out.join("metrics.jsonl"))?;
+        let csv = if csv {
+            let p = out.join("metrics.csv");
+            let fresh = !p.exists() || !resumed;
+            let mut f = append(&p)?;
+            if fresh {
+                writeln!(
+                    f,
+                    "step,loss,aux_loss,lr,tokens,flops,grad_norm,tokens_per_s,eval_loss"
+                )?;
+            }
+            Some(f)
+        } else {
+            None
+        };
+        Ok(MetricsLog { jsonl, csv })
+    }
+
+    fn write(&mut self, r: &StepRecord, s: &TrainerState) -> anyhow::Result<()> {
+        let flops = s.sunk_flops + s.trained_flops;
+        let mut rec = json!({
+            "step": r.step, "loss": r.loss, "aux_loss": r.aux, "lr": r.lr,
+            "tokens": s.tokens,
+            "flops": flops,
+            "trained_flops": s.trained_flops,
+            "grad_norm": r.norm, "tokens_per_s": r.tokens_per_s, "elapsed_s": s.elapsed_s,
+        });
+        if let Some(e) = r.eval_loss {
+            rec["eval_loss"] = json!(e);
+        }
+        writeln!(self.jsonl, "{rec}")?;
+        if let Some(f) = self.csv.as_mut() {
+            writeln!(
+                f,
+                "{},{},{},{},{},{flops},{},{},{}",
+                r.step,
+                r.loss,
+                r.aux,
+                r.lr,
+                s.tokens,
+                r.norm,
+                r.tokens_per_s,
+                r.eval_loss.map(|e| e.to_string()).unwrap_or_default()
+            )?;
+        }
+        Ok(())
+    }
+}
+
+fn step_bar(steps: usize, at: usize) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::with_draw_target(
+        Some(steps as u64),
+        indicatif::ProgressDrawTarget::stderr(),
+    );
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("train [{bar:30}] {pos}/{len} {msg} ETA {eta}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_position(at as u64);
+    bar
+}
+
+/// `moegrow train`: the whole run.
+pub fn run(mut cfg: TrainConfig, o: RunOptions) -> anyhow::Result<serde_json::Value> {
+    let out = &o.out;
+    let resume_from = open_run_dir(&mut cfg, &o)?;
+    let started = Instant::now();
+
+    // Weights: the latest checkpoint of this run, or the starting point.
+    let (host, sunk) = match &resume_from {
+        Some((dir, _)) => {
+            let ckpt = crate::cmd::open(dir)?;
+            (HostWeights::from_checkpoint(&ckpt)?, 0.0)
+        }
+        None => starting_weights(&cfg)?,
+    };
+    let RunData {
+        tokenizer_json,
+        train: mut data,
+        eval,
+        unigram,
+    } = prepare_data(&cfg, out, o.resume, host.config.vocab_size)?;
 
     let (device, device_name) = open_device(&cfg.device)?;
     device.seed(cfg.seed);
     let mut t = Trainer::new(cfg.clone(), host, sunk, device.autodiff(), device_name)?;
     let metrics_path = out.join("metrics.jsonl");
     if let Some((dir, state)) = &resume_from {
+        if state.param_layout != PARAM_LAYOUT {
+            bail!(
+                "{}: this run was saved by an older moegrow whose optimizer state does not match today's parameters; start a new run from it with --init {}",
+                dir.display(),
+                dir.display()
+            );
+        }
         t.load_optimizer(dir)?;
         t.state = state.clone();
         truncate_metrics(&metrics_path, state.step)?;
@@ -573,13 +709,9 @@ pub fn run(mut cfg: TrainConfig, o: RunOptions) -> anyhow::Result<serde_json::Va
         }
         let _ = std::fs::remove_file(&metrics_path);
     }
-    let mut metrics = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&metrics_path)
-        .with_context(|| format!("cannot open {}", metrics_path.display()))?;
+    let mut metrics = MetricsLog::open(out, cfg.csv, resume_from.is_some())?;
 
-    let counts = param_counts_for(&t.host.config, t.host.layout);
+    let counts = param_counts_for(&t.host.config);
     eprintln!(
         "training {} ({} layers, {} experts top-{}, {:.2}M parameters, {:.2}M activated) on {} — {} steps × {} sequences × {} tokens{}; held-out unigram baseline {:.3} nats",
         t.host.config.family.name(),
@@ -596,33 +728,7 @@ pub fn run(mut cfg: TrainConfig, o: RunOptions) -> anyhow::Result<serde_json::Va
         unigram
     );
 
-    let bar = indicatif::ProgressBar::with_draw_target(
-        Some(cfg.steps as u64),
-        indicatif::ProgressDrawTarget::stderr(),
-    );
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("train [{bar:30}] {pos}/{len} {msg} ETA {eta}")
-            .expect("valid template")
-            .progress_chars("=> "),
-    );
-    bar.set_position(t.state.step as u64);
-    let mut csv = if cfg.csv {
-        let p = out.join("metrics.csv");
-        let fresh = !p.exists() || resume_from.is_none();
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&p)?;
-        if fresh {
-            writeln!(
-                f,
-                "step,loss,aux_loss,lr,tokens,flops,grad_norm,tokens_per_s,eval_loss"
-            )?;
-        }
-        Some(f)
-    } else {
-        None
-    };
+    let bar = step_bar(cfg.steps, t.state.step);
     let base_elapsed = t.state.elapsed_s;
     let mut window_start = Instant::now();
     let mut window_tokens = 0u64;
@@ -646,26 +752,16 @@ pub fn run(mut cfg: TrainConfig, o: RunOptions) -> anyhow::Result<serde_json::Va
             let tps = window_tokens as f64 / secs;
             window_start = Instant::now();
             window_tokens = 0;
-            let mut rec = json!({
-                "step": step, "loss": loss, "aux_loss": aux, "lr": lr,
-                "tokens": t.state.tokens,
-                "flops": t.state.sunk_flops + t.state.trained_flops,
-                "trained_flops": t.state.trained_flops,
-                "grad_norm": norm, "tokens_per_s": tps, "elapsed_s": t.state.elapsed_s,
-            });
-            if let Some(e) = eval_loss {
-                rec["eval_loss"] = json!(e);
-            }
-            writeln!(metrics, "{rec}")?;
-            if let Some(f) = csv.as_mut() {
-                writeln!(
-                    f,
-                    "{step},{loss},{aux},{lr},{},{},{norm},{tps},{}",
-                    t.state.tokens,
-                    t.state.sunk_flops + t.state.trained_flops,
-                    eval_loss.map(|e| e.to_string()).unwrap_or_default()
-                )?;
-            }
+            let r = StepRecord {
+                step,
+                loss,
+                aux,
+                lr,
+                norm,
+                tokens_per_s: tps,
+                eval_loss,
+            };
+            metrics.write(&r, &t.state)?;
             bar.set_message(format!("loss {loss:.3} lr {lr:.2e} {tps:.0} tok/s"));
             if o.verbose || eval_loss.is_some() {
                 bar.suspend(|| {
@@ -684,11 +780,8 @@ pub fn run(mut cfg: TrainConfig, o: RunOptions) -> anyhow::Result<serde_json::Va
             prune_checkpoints(out, cfg.keep_checkpoints)?;
         }
         if o.kill_after == Some(step) {
-            metrics.flush()?;
-            // SAFETY: plain syscall; SIGKILL ends the process at once, exactly as `kill -9`.
-            unsafe {
-                libc::kill(libc::getpid(), libc::SIGKILL);
-            }
+            metrics.jsonl.flush()?;
+            kill_self();
         }
     }
     bar.finish_and_clear();
@@ -769,4 +862,14 @@ fn plot_metrics(out: &Path, unigram: f64) -> anyhow::Result<()> {
         )?;
     }
     Ok(())
+}
+
+/// End the process at once, as an interruption would (`--kill-after`, for the resume tests).
+fn kill_self() {
+    // SAFETY: plain syscall; SIGKILL ends the process at once, exactly as `kill -9`.
+    #[cfg(unix)]
+    unsafe {
+        libc::kill(libc::getpid(), libc::SIGKILL);
+    }
+    std::process::abort();
 }

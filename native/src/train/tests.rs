@@ -115,7 +115,7 @@ fn load_then_save_is_identical_tensor_by_tensor() {
         let (_, mut host, net) = load(name, &device);
         // Scramble the host copy so that only what comes back from the device can pass.
         host.tensors
-            .values_mut()
+            .iter_mut()
             .for_each(|t| t.values.iter_mut().for_each(|v| *v = 7.0));
         net.store(&mut host).unwrap();
         let tmp = tempfile::tempdir().unwrap();
@@ -363,7 +363,7 @@ fn batched_and_per_expert_cpu_dispatch_agree() {
     use super::moe::{dispatch_batched, dispatch_per_expert};
     let device = Device::flex().autodiff();
     let (arch, _, net) = load("qwen3_moe_experts_f32", &device);
-    let moe = net.blocks[0].moe.as_ref().unwrap();
+    let gate_up_slot = &arch.slots.layers[0].mlp.moe().unwrap().experts.gate_up;
     let (e, k, h) = (
         arch.config.moe.num_experts,
         arch.config.moe.top_k,
@@ -378,7 +378,9 @@ fn batched_and_per_expert_cpu_dispatch_agree() {
         }
     }
     let cap = lists.iter().map(|l| l.len()).max().unwrap();
+    let i = arch.config.moe.intermediate;
     let run = |batched: bool| {
+        let moe = &net.moe(&arch, 0).unwrap();
         let x = Tensor::<2>::from_data(TensorData::new(seeded(n * h, 7), [n, h]), &device)
             .require_grad();
         let w = Tensor::<2>::from_data(TensorData::new(seeded(n * k, 8), [n, k]), &device)
@@ -402,20 +404,77 @@ fn batched_and_per_expert_cpu_dispatch_agree() {
             .into_data()
             .try_to_vec::<f32>()
             .unwrap();
-        let gate = moe.experts[1]
-            .gate
+        // Expert 1's gate rows of the stacked gate-up parameter.
+        let gate = net.params[gate_up_slot.index]
             .val()
             .grad(&grads)
             .unwrap()
             .into_data()
             .try_to_vec::<f32>()
-            .unwrap();
+            .unwrap()[2 * i * h..3 * i * h]
+            .to_vec();
         (yv, gx, gw, gate)
     };
     let (a, b) = (run(false), run(true));
     assert_close("output", &[n, h], &a.0, &b.0, 1e-5);
     assert_close("input gradient", &[n, h], &a.1, &b.1, 1e-5);
     assert_close("routing-weight gradient", &[n, k], &a.2, &b.2, 1e-5);
-    let i = arch.config.moe.intermediate;
     assert_close("expert 1 gate gradient", &[i, h], &a.3, &b.3, 1e-5);
+}
+
+/// The CPU dispatch that training uses (experts grouped by load, one batched product per
+/// group) against the per-expert one, on routing so skewed that it makes several groups and
+/// leaves an expert without tokens.
+#[test]
+fn load_grouped_cpu_dispatch_agrees_with_the_per_expert_one() {
+    use super::moe::{dispatch_bucketed, dispatch_per_expert};
+    let device = Device::flex().autodiff();
+    let (arch, _, net) = load("qwen3_moe_experts_f32", &device);
+    let gate_up_slot = &arch.slots.layers[0].mlp.moe().unwrap().experts.gate_up;
+    let (e, k, h, i) = (
+        arch.config.moe.num_experts,
+        arch.config.moe.top_k,
+        arch.config.hidden_size,
+        arch.config.moe.intermediate,
+    );
+    let n = 41;
+    // Expert 0 takes every token's first slot, experts 1..E-1 share the second unevenly
+    // (1 twice as often as the others), expert E-1 none.
+    let mut lists = vec![Vec::new(); e];
+    for t in 0..n {
+        lists[0].push((t, 0));
+        let second = if t % 3 == 0 { 1 } else { 1 + t % (e - 2) };
+        lists[second].push((t, 1));
+    }
+    assert!(lists[e - 1].is_empty() && lists[0].len() > 2 * lists[2].len());
+    let run = |grouped: bool| {
+        let moe = &net.moe(&arch, 0).unwrap();
+        let x = Tensor::<2>::from_data(TensorData::new(seeded(n * h, 17), [n, h]), &device)
+            .require_grad();
+        let w = Tensor::<2>::from_data(TensorData::new(seeded(n * k, 18), [n, k]), &device)
+            .require_grad();
+        let y = if grouped {
+            dispatch_bucketed(moe, x.clone(), w.clone(), &lists, k)
+        } else {
+            dispatch_per_expert(moe, x.clone(), w.clone(), &lists, k)
+        };
+        let yv = y.clone().into_data().try_to_vec::<f32>().unwrap();
+        let grads = (y.clone() * y).sum().backward();
+        let read = |t: Option<Tensor<2>>| t.unwrap().into_data().try_to_vec::<f32>().unwrap();
+        let gx = read(x.grad(&grads));
+        let gw = read(w.grad(&grads));
+        let gu = net.params[gate_up_slot.index]
+            .val()
+            .grad(&grads)
+            .unwrap()
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
+        (yv, gx, gw, gu)
+    };
+    let (a, b) = (run(false), run(true));
+    assert_close("output", &[n, h], &b.0, &a.0, 1e-5);
+    assert_close("input gradient", &[n, h], &b.1, &a.1, 1e-5);
+    assert_close("routing-weight gradient", &[n, k], &b.2, &a.2, 1e-5);
+    assert_close("gate-up gradient", &[e, 2 * i, h], &b.3, &a.3, 1e-5);
 }

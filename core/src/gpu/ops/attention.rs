@@ -1,0 +1,56 @@
+//! Causal softmax attention for GQA and MLA layouts, sliding windows included
+//! (`shaders/attention.wgsl`).
+
+use crate::gpu::context::{Bind, GpuBuffer, Recorder};
+use crate::gpu::shaders;
+
+shader_params! {
+    pub struct AttentionParams in "attention.wgsl" {
+    pub t_len: u32,
+    pub heads: u32,
+    pub qk_dim: u32,
+    pub v_dim: u32,
+    pub q_stride: u32,
+    pub k_stride: u32,
+    pub v_stride: u32,
+    pub out_stride: u32,
+    pub q_head_step: u32,
+    pub kv_group: u32,
+    pub k_head_step: u32,
+    pub v_head_step: u32,
+    pub v_offset: u32,
+    pub window: u32,
+    pub scale: f32,
+    pub _pad: u32,}
+}
+
+/// Longest sequence the attention kernel takes (its scores live in 8 KiB of workgroup memory).
+pub const MAX_ATTENTION_TOKENS: usize = 2048;
+
+pub fn attention(
+    rec: &mut Recorder,
+    q: &GpuBuffer,
+    k: &GpuBuffer,
+    v: &GpuBuffer,
+    out: &GpuBuffer,
+    p: AttentionParams,
+) {
+    assert!(
+        p.t_len as usize <= MAX_ATTENTION_TOKENS,
+        "attention: {} tokens exceed the kernel's {MAX_ATTENTION_TOKENS}",
+        p.t_len
+    );
+    let u = rec.gpu().uniform(&p);
+    rec.dispatch(
+        shaders::ATTENTION,
+        "attention",
+        &[
+            Bind::Uniform(&u),
+            Bind::Storage(q),
+            Bind::Storage(k),
+            Bind::Storage(v),
+            Bind::Storage(out),
+        ],
+        (p.t_len, p.heads, 1),
+    );
+}
