@@ -276,11 +276,11 @@ pub(crate) fn dispatch_batched(
     batched_group(moe, x, weights, lists, None, k, cap)
 }
 
-/// Experts grouped by load so that padding wastes at most half of any group: experts sorted by
-/// token count, each group holding those with at least half its largest count, one batched
-/// product per group and projection. Balanced routing is one group of every expert (no
-/// gather of weights at all); a skewed one a few groups, instead of one product per expert or
-/// every expert padded to the busiest.
+/// Experts grouped by load so that padding wastes at most half: when every expert padded to
+/// the busiest one wastes at most half of the rows, one group of all experts (the stacked
+/// weights used as they are, no gather); otherwise experts sorted by token count, each group
+/// holding those with at least half its largest count, one batched product per group and
+/// projection — a few products instead of one per expert or all padded to the busiest.
 pub(crate) fn dispatch_bucketed(
     moe: &MoeView,
     x: Tensor<2>,
@@ -288,7 +288,12 @@ pub(crate) fn dispatch_bucketed(
     lists: &[Vec<(usize, usize)>],
     k: usize,
 ) -> Tensor<2> {
-    let groups = load_groups(&lists.iter().map(|l| l.len()).collect::<Vec<_>>());
+    let counts: Vec<usize> = lists.iter().map(|l| l.len()).collect();
+    let (slots, busiest) = (counts.iter().sum::<usize>(), counts.iter().copied().max());
+    let groups = match busiest {
+        Some(cap) if cap * counts.len() <= 2 * slots => vec![((0..counts.len()).collect(), cap)],
+        _ => load_groups(&counts),
+    };
     let mut out: Option<Tensor<2>> = None;
     for (ids, cap) in groups {
         let all = ids.len() == lists.len() && ids.iter().enumerate().all(|(i, &e)| i == e);
