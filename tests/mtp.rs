@@ -10,7 +10,7 @@ use moegrow_core::growth::{DepthMethod, GrowthOptions};
 use moegrow_core::init::Initialiser;
 use moegrow_core::reference::ReferenceModel;
 use moegrow_core::roles::MtpRole;
-use moegrow_core::schema::layout::output_tensors;
+use moegrow_core::schema::layout::{output_tensors, Storage};
 use moegrow_core::{
     Checkpoint, DType, ExpertLayout, LayerRole, ModelConfig, Proj, Role, TensorSource,
 };
@@ -50,7 +50,7 @@ fn with_mtp(fixture: &str, out: &Path) -> Checkpoint {
     config.mtp_layers = 1; // config.json says num_nextn_predict_layers: 1
     let init = Initialiser::new(&config, DType::F32, 5, 0.1);
     let src = WithMtp { base, config, init };
-    let tensors = output_tensors(&src, src.base.layout, None).unwrap();
+    let tensors = output_tensors(&src, src.base.layout, Storage::AsSource).unwrap();
     write_checkpoint(
         out,
         &src.config.to_json_string(),

@@ -3,7 +3,6 @@
 
 use crate::checkpoint::Checkpoint;
 use crate::config::{Attention, ModelConfig, QkNorm};
-use crate::dtype::decode_f32;
 use crate::error::Result;
 use crate::reference::Mat;
 use crate::roles::{Proj, Role};
@@ -122,8 +121,8 @@ pub fn layer_expert_norm(ckpt: &Checkpoint, layer: usize) -> Result<Option<f64>>
     let mut sum = 0.0;
     for e in 0..cfg.moe.num_experts {
         for p in Proj::ALL {
-            let (dtype, bytes) = ckpt.expert_bytes(layer, e, p)?;
-            sum += rms(&decode_f32(dtype, bytes));
+            // Decoded, or dequantised with its block scales for float8 checkpoints.
+            sum += rms(&ckpt.expert_f32(layer, e, p)?);
         }
     }
     Ok(Some(sum / (3 * cfg.moe.num_experts) as f64))
@@ -336,6 +335,31 @@ pub fn compare_logits(a: &Mat, b: &Mat) -> LogitComparison {
     }
 }
 
+/// RoPE base, scaling and rotary dimension, in words.
+pub fn rope_words(c: &ModelConfig) -> String {
+    use crate::rope::RopeScaling::*;
+    let scaling = match &c.rope.scaling {
+        Default => "plain".to_string(),
+        Linear { factor } => format!("linear ×{factor}"),
+        Dynamic { factor, max_positions } => format!("dynamic NTK ×{factor} past {max_positions}"),
+        Yarn {
+            factor,
+            original_max_positions,
+            ..
+        } => format!(
+            "yarn ×{factor} from {original_max_positions}, attention factor {}",
+            c.rope.attention_factor()
+        ),
+        Llama3 { factor, .. } => format!("llama3 ×{factor}"),
+        Unsupported(t) => format!("{t} (not computed)"),
+    };
+    format!(
+        "base {}, {scaling}, {} rotary dimensions per head",
+        c.rope.theta,
+        crate::rope::rotary_dim(c)
+    )
+}
+
 /// How attention is set up, in words (`inspect` and the browser's summary).
 pub fn attention_words(c: &crate::ModelConfig) -> String {
     match &c.attention {
@@ -394,7 +418,8 @@ pub struct DtypeBytes {
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Summary {
     pub family: &'static str,
-    pub model_type: &'static str,
+    /// As `config.json` spells it (an alias such as `kimi_k2` included).
+    pub model_type: String,
     pub layout: &'static str,
     pub files: Vec<String>,
     pub layers: usize,
@@ -418,6 +443,11 @@ pub struct Summary {
     pub train_flops_per_token: u64,
     pub tensors: usize,
     pub bytes_by_dtype: BTreeMap<String, DtypeBytes>,
+    /// RoPE, in words.
+    pub rope: String,
+    /// Settings the computing commands refuse (the checkpoint still opens, grows and
+    /// converts).
+    pub not_computed: Vec<String>,
 }
 
 pub fn summary(ckpt: &Checkpoint) -> Summary {
@@ -425,7 +455,12 @@ pub fn summary(ckpt: &Checkpoint) -> Summary {
     let p = param_counts(ckpt);
     Summary {
         family: c.family.name(),
-        model_type: c.family.model_type(),
+        model_type: c
+            .raw
+            .get("model_type")
+            .and_then(|v| v.as_str())
+            .unwrap_or(c.family.model_type())
+            .to_string(),
         layout: ckpt.layout.name(),
         files: ckpt.shards.iter().map(|s| s.name.clone()).collect(),
         layers: c.num_layers,
@@ -451,6 +486,8 @@ pub fn summary(ckpt: &Checkpoint) -> Summary {
             .into_iter()
             .map(|(d, (tensors, bytes))| (d.to_string(), DtypeBytes { tensors, bytes }))
             .collect(),
+        rope: rope_words(c),
+        not_computed: c.not_computed.clone(),
     }
 }
 

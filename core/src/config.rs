@@ -176,7 +176,13 @@ pub struct ModelConfig {
     /// Per-head dimension of q/k/v for standard attention (unused by MLA).
     pub head_dim: usize,
     pub rms_norm_eps: f32,
+    /// RoPE base (also in `rope`).
     pub rope_theta: f32,
+    /// RoPE base and scaling, as transformers reads them.
+    pub rope: crate::rope::RopeConfig,
+    /// Dimensions of each head that RoPE rotates (standard attention; MLA rotates its
+    /// `qk_rope_head_dim` part).
+    pub rotary_dim: usize,
     pub tie_word_embeddings: bool,
     pub attention: Attention,
     /// Dense or MoE, per layer.
@@ -186,6 +192,13 @@ pub struct ModelConfig {
     pub moe: MoeConfig,
     /// Sliding-window size per layer (`None`: full causal attention).
     pub sliding_window: Vec<Option<usize>>,
+    /// Config settings that change the math and that moegrow does not compute, in words with
+    /// the key named. Reading, growing and converting carry them through verbatim; the commands
+    /// that compute (`forward`, `--verify`, `train`, the router view) refuse them
+    /// ([`ModelConfig::check_computable`]).
+    pub not_computed: Vec<String>,
+    /// Block-scaled FP8 storage (`quantization_config`), if the checkpoint uses it.
+    pub quant: Option<crate::quant::Fp8Block>,
     /// Multi-token-prediction blocks stored after the decoder layers (DeepSeek-V3's
     /// `num_nextn_predict_layers`). A checkpoint stores all of them or none: transformers drops
     /// them when it saves, so [`crate::Checkpoint`] sets this to 0 when they are absent.
@@ -234,6 +247,30 @@ impl ModelConfig {
 
     pub fn is_moe(&self, layer: usize) -> bool {
         self.mlp.get(layer) == Some(&MlpKind::Moe)
+    }
+
+    /// The softmax scale of attention: `head_dim^-0.5`, and for MLA `qk_head_dim^-0.5` times
+    /// DeepSeek's `mscale²` when its RoPE is scaled ([`crate::rope::RopeConfig::mla_softmax_factor`]).
+    pub fn attention_scale(&self) -> f32 {
+        match &self.attention {
+            Attention::Standard { .. } => (self.head_dim as f32).powf(-0.5),
+            Attention::Mla(m) => {
+                ((m.qk_head_dim() as f64).powf(-0.5) * self.rope.mla_softmax_factor()) as f32
+            }
+        }
+    }
+
+    /// Refuse to compute a model whose config asks for math moegrow does not implement, naming
+    /// every such key.
+    pub fn check_computable(&self) -> Result<()> {
+        if self.not_computed.is_empty() {
+            return Ok(());
+        }
+        Err(Error::config(format!(
+            "moegrow cannot compute this {} model: {}",
+            self.family.name(),
+            self.not_computed.join("; ")
+        )))
     }
 
     /// The feed-forward kind of a layer slot (multi-token-prediction layers are MoE layers,
@@ -398,37 +435,5 @@ impl<'a> RawConfig<'a> {
                 .collect(),
             Some(v) => Err(Error::config(format!("`{key}` must be a list, found {v}"))),
         }
-    }
-
-    /// RoPE base and type from either spelling: transformers 5 writes
-    /// `rope_parameters: {rope_theta, rope_type}`, hub checkpoints a top-level `rope_theta`
-    /// (and maybe `rope_scaling`). Only plain RoPE is supported; anything else is refused
-    /// rather than silently computed wrong.
-    pub fn rope_theta(&self) -> Result<f32> {
-        let params = self
-            .get("rope_parameters")
-            .or_else(|| self.get("rope_scaling"));
-        let mut theta = self.opt_f32("rope_theta")?;
-        if let Some(p) = params {
-            let Value::Object(p) = p else {
-                return Err(Error::config(format!(
-                    "`rope_parameters` must be an object, found {p}"
-                )));
-            };
-            let ty = p
-                .get("rope_type")
-                .or_else(|| p.get("type"))
-                .and_then(Value::as_str)
-                .unwrap_or("default");
-            if ty != "default" {
-                return Err(Error::config(format!(
-                    "rope_type `{ty}` is not supported yet (moegrow computes plain RoPE only)"
-                )));
-            }
-            if let Some(t) = p.get("rope_theta").and_then(Value::as_f64) {
-                theta = Some(t as f32);
-            }
-        }
-        Ok(theta.unwrap_or(10000.0))
     }
 }

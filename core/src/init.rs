@@ -172,7 +172,7 @@ impl Initialiser {
 
     /// The tensors `moegrow init` writes (per-expert layout).
     pub fn tensors(&self) -> Vec<OutputTensor<'_>> {
-        layout::output_tensors(self, ExpertLayout::PerExpert, None)
+        layout::output_tensors(self, ExpertLayout::PerExpert, layout::Storage::AsSource)
             .expect("an initialiser knows every tensor of its schema")
     }
 

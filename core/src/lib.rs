@@ -22,6 +22,7 @@ pub mod families;
 pub mod gpu;
 pub mod growth;
 pub mod init;
+pub mod quant;
 pub mod reference;
 pub mod roles;
 pub mod rope;

@@ -266,18 +266,18 @@ fn malformed_inputs_fail_with_their_own_clear_message() {
         "missing `num_hidden_layers`",
     );
     case(
-        "unsupported rope",
+        "rope without its parameters",
         &|d| {
             let c = copy_fixture(base, d);
             edit_config(&c, |m| {
                 m.insert(
                     "rope_parameters".into(),
-                    serde_json::json!({"rope_type": "yarn", "factor": 4.0}),
+                    serde_json::json!({"rope_type": "linear"}),
                 );
             });
             c
         },
-        "rope_type `yarn` is not supported",
+        "rope type `linear` needs `rope_parameters.factor`",
     );
     case(
         "no weights",
@@ -341,12 +341,11 @@ fn malformed_inputs_fail_with_their_own_clear_message() {
             let c = copy_fixture(base, d);
             edit_header(&c.join("model.safetensors"), |h| {
                 let t = h.get_mut("model.norm.weight").unwrap();
-                t["dtype"] = "I64".into();
-                t["shape"] = serde_json::json!([16]);
+                t["dtype"] = "F7".into();
             });
             c
         },
-        "unsupported dtype I64",
+        "unknown dtype F7",
     );
     case(
         "unmapped tensor",
@@ -465,6 +464,26 @@ fn malformed_inputs_fail_with_their_own_clear_message() {
                 o.status.code()
             ));
         }
+    }
+    // RoPE scalings and other math moegrow does not compute: reading works, computing refuses
+    // with the key named.
+    let tmp2 = tempfile::tempdir().unwrap();
+    let c = copy_fixture(base, tmp2.path());
+    edit_config(&c, |m| {
+        m.insert(
+            "rope_parameters".into(),
+            serde_json::json!({"rope_type": "longrope", "factor": 4.0}),
+        );
+        m.insert("hidden_act".into(), "gelu".into());
+    });
+    let o = moegrow(&["inspect", c.to_str().unwrap()]);
+    if !o.status.success() || !String::from_utf8_lossy(&o.stdout).contains("not computed") {
+        failures.push(format!("inspect of a longrope config: {}", stderr(&o)));
+    }
+    let o = moegrow(&["forward", c.to_str().unwrap(), "--tokens", "1,2"]);
+    let err = stderr(&o);
+    if o.status.code() != Some(1) || !err.contains("rope type `longrope`") || !err.contains("`hidden_act` `gelu`") {
+        failures.push(format!("forward of a longrope, gelu config: {err}"));
     }
     assert!(cases.len() >= 10);
     assert!(failures.is_empty(), "{}", failures.join("\n"));

@@ -46,7 +46,14 @@ pub async fn stats(s: &Session, name: &str, bins: usize, p: &Progress) -> Result
     };
     let file = s.ckpt.borrow().shards[shard].name.clone();
     let src = &s.shards[shard];
-    let step = (CHUNK / dtype.size() as u64).max(1) * dtype.size() as u64;
+    if !dtype.decodes() {
+        return Err(format!(
+            "`{name}` is stored as {}, which moegrow carries but does not decode to numbers",
+            dtype.name()
+        ));
+    }
+    let block = dtype.block_bytes() as u64;
+    let step = (CHUNK / block).max(1) * block;
     let (start, end) = (range.start as u64, range.end as u64);
     let total = (end - start) as f64;
     let mut acc = StatsAccumulator::default();

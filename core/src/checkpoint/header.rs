@@ -106,16 +106,12 @@ pub fn parse_header(file: &str, prefix: &[u8], file_len: u64) -> Result<Header> 
             .get("dtype")
             .and_then(Value::as_str)
             .ok_or_else(|| tensor_err("header entry has no `dtype`".into()))?;
-        let dtype = match dtype_str {
-            "F32" => DType::F32,
-            "F16" => DType::F16,
-            "BF16" => DType::BF16,
-            other => {
-                return Err(tensor_err(format!(
-                    "unsupported dtype {other}; moegrow reads F32, F16 and BF16"
-                )))
-            }
-        };
+        let dtype = DType::from_safetensors(dtype_str).ok_or_else(|| {
+            tensor_err(format!(
+                "unknown dtype {dtype_str}; the safetensors format defines {}",
+                DType::ALL.map(DType::name).join(", ")
+            ))
+        })?;
         let shape: Vec<usize> = obj
             .get("shape")
             .and_then(Value::as_array)
@@ -145,9 +141,16 @@ pub fn parse_header(file: &str, prefix: &[u8], file_len: u64) -> Result<Header> 
             .iter()
             .try_fold(1usize, |a, &d| a.checked_mul(d))
             .ok_or_else(|| tensor_err(format!("shape {shape:?} overflows")))?;
-        let bytes = numel
-            .checked_mul(dtype.size())
+        let bits = numel
+            .checked_mul(dtype.bits())
             .ok_or_else(|| tensor_err(format!("shape {shape:?} overflows")))?;
+        if !bits.is_multiple_of(8) {
+            return Err(tensor_err(format!(
+                "{numel} elements of {dtype_str} ({} bits each) do not fill whole bytes",
+                dtype.bits()
+            )));
+        }
+        let bytes = bits / 8;
         if (end - start) as usize != bytes {
             return Err(tensor_err(format!(
                 "dtype {dtype_str} and shape {shape:?} need {bytes} bytes, but data_offsets [{start}, {end}] hold {}",
@@ -231,10 +234,17 @@ mod tests {
             (file("{not json", 0), "not valid JSON"),
             (
                 file(
-                    r#"{"a":{"dtype":"I64","shape":[1],"data_offsets":[0,8]}}"#,
+                    r#"{"a":{"dtype":"F7","shape":[1],"data_offsets":[0,8]}}"#,
                     8,
                 ),
-                "unsupported dtype I64",
+                "unknown dtype F7",
+            ),
+            (
+                file(
+                    r#"{"a":{"dtype":"F4","shape":[3],"data_offsets":[0,2]}}"#,
+                    2,
+                ),
+                "do not fill whole bytes",
             ),
             (
                 file(
@@ -272,6 +282,16 @@ mod tests {
                 "non-negative integers",
             ),
         ];
+        // Every dtype the format defines is read, sub-byte ones by their bit count.
+        let ok = file(
+            r#"{"i":{"dtype":"I64","shape":[1],"data_offsets":[0,8]},"f":{"dtype":"F4","shape":[4],"data_offsets":[8,10]},"s":{"dtype":"F6_E2M3","shape":[4],"data_offsets":[10,13]},"e":{"dtype":"F8_E8M0","shape":[3],"data_offsets":[13,16]}}"#,
+            16,
+        );
+        let h = parse(&ok).unwrap();
+        assert_eq!(
+            h.tensors.iter().map(|t| t.dtype.name()).collect::<Vec<_>>(),
+            ["I64", "F4", "F6_E2M3", "F8_E8M0"]
+        );
         for (bytes, want) in cases {
             let err = parse(&bytes).expect_err(want).to_string();
             assert!(err.contains(want), "expected `{want}` in `{err}`");

@@ -66,6 +66,19 @@ pub struct TensorEntry {
     pub shape: Vec<usize>,
     pub shard: usize,
     pub range: Range<usize>,
+    /// The block scales of a float8 weight (`X.weight_scale_inv`).
+    pub scale: Option<ScaleEntry>,
+}
+
+/// A block-quantised weight's scale grid as stored.
+#[derive(Debug, Clone)]
+pub struct ScaleEntry {
+    pub name: String,
+    pub dtype: DType,
+    pub shape: Vec<usize>,
+    pub shard: usize,
+    pub range: Range<usize>,
+    pub block: [usize; 2],
 }
 
 impl TensorEntry {
@@ -185,6 +198,9 @@ impl Checkpoint {
         for &r in roles {
             let e = self.entry(r)?;
             want.push((e.shard, e.range.clone()));
+            if let Some(s) = &e.scale {
+                want.push((s.shard, s.range.clone()));
+            }
         }
         want.sort_by_key(|(s, r)| (*s, r.start));
         let mut out: Vec<(usize, Range<usize>)> = Vec::new();
@@ -244,13 +260,19 @@ impl Checkpoint {
         // Every name the config allows, in both layouts: anything else is unmapped. Expert
         // tensors belong to one layout only.
         let mut known: HashMap<String, (Role, Option<ExpertLayout>)> = HashMap::new();
+        // The scale names of quantisable weights, for block-quantised checkpoints.
+        let mut scale_of: HashMap<String, Role> = HashMap::new();
         for layout in [ExpertLayout::PerExpert, ExpertLayout::Fused] {
             for d in disk_tensors(&config, layout) {
                 let specific = (d.kind == Kind::Experts).then_some(layout);
+                if d.quantizable && config.quant.is_some() {
+                    scale_of.insert(crate::quant::scale_name(&d.name), d.role);
+                }
                 known.insert(d.name, (d.role, specific));
             }
         }
         let mut found: Vec<(Role, usize, &HeaderTensor)> = Vec::new();
+        let mut scales: HashMap<Role, (usize, &HeaderTensor)> = HashMap::new();
         let mut layouts_seen: BTreeMap<&'static str, String> = BTreeMap::new();
         let mut seen_names: HashMap<&str, &str> = HashMap::new();
         for (si, shard) in shards.iter().enumerate() {
@@ -277,6 +299,10 @@ impl Checkpoint {
                             )))
                         }
                     }
+                }
+                if let Some(&role) = scale_of.get(&t.name) {
+                    scales.insert(role, (si, t));
+                    continue;
                 }
                 let Some(&(role, specific)) = known.get(&t.name) else {
                     return Err(Error::UnmappedTensor {
@@ -350,6 +376,20 @@ impl Checkpoint {
                     expected: shape,
                 });
             }
+            let scale = match scales.remove(&role) {
+                Some((ss, st)) => Some(scale_entry(&config, &shards[ss].name, &name, t, ss, st)?),
+                None if t.dtype == DType::F8E4M3 && config.quant.is_some() => {
+                    return Err(Error::Tensor {
+                        file: shards[shard].name.clone(),
+                        tensor: name,
+                        reason: format!(
+                            "is float8 in a block-quantised checkpoint but has no `{}`",
+                            crate::quant::scale_name(&t.name)
+                        ),
+                    })
+                }
+                None => None,
+            };
             entries.push(TensorEntry {
                 name,
                 role,
@@ -357,6 +397,14 @@ impl Checkpoint {
                 shape: t.shape.clone(),
                 shard,
                 range: t.range.clone(),
+                scale,
+            });
+        }
+        if let Some((_, (s, t))) = scales.iter().next() {
+            return Err(Error::Tensor {
+                file: shards[*s].name.clone(),
+                tensor: t.name.clone(),
+                reason: "is a block scale of a weight this checkpoint does not store in this layout".into(),
             });
         }
         check_expert_dtypes(&config, &entries)?;
@@ -453,9 +501,19 @@ impl Checkpoint {
         }
         let (leaf, elems) = layout::part_location(&self.config, role)
             .expect("an expert matrix has a place in its stacked tensor");
-        let dtype = self.entry(leaf)?.dtype;
-        let sz = dtype.size();
-        Ok((dtype, &self.bytes(leaf)?[elems.start * sz..elems.end * sz]))
+        let e = self.entry(leaf)?;
+        let (Some(start), Some(end)) = (e.dtype.bytes_for(elems.start), e.dtype.bytes_for(elems.end))
+        else {
+            return Err(Error::Tensor {
+                file: self.shards[e.shard].name.clone(),
+                tensor: e.name.clone(),
+                reason: format!(
+                    "expert {expert} does not start on a byte boundary of this {} tensor",
+                    e.dtype.name()
+                ),
+            });
+        };
+        Ok((e.dtype, &self.bytes(leaf)?[start..end]))
     }
 
     /// The stored dtype of one routed expert's matrix, from the header alone.
@@ -465,8 +523,7 @@ impl Checkpoint {
 
     /// One routed expert's matrix in f32, `[I, H]` for gate/up and `[H, I]` for down.
     pub fn expert_f32(&self, layer: usize, expert: usize, proj: Proj) -> Result<Vec<f32>> {
-        let (dtype, bytes) = self.expert_bytes(layer, expert, proj)?;
-        Ok(crate::dtype::decode_f32(dtype, bytes))
+        self.f32(Role::Layer(layer, LayerRole::Expert(expert, proj)))
     }
 
     /// The dtype most of the bytes are stored in (what "keep the input's dtype" means).
@@ -487,7 +544,11 @@ impl Checkpoint {
         layout: ExpertLayout,
         dtype: Option<DType>,
     ) -> Result<Vec<OutputTensor<'_>>> {
-        layout::output_tensors(self, layout, dtype)
+        let storage = match dtype {
+            Some(d) => layout::Storage::Values(d),
+            None => layout::Storage::AsSource,
+        };
+        layout::output_tensors(self, layout, storage)
     }
 }
 
@@ -513,6 +574,93 @@ impl TensorSource for Checkpoint {
         Ok(self.entry(role)?.dtype)
     }
 
+    fn quant_of(&self, role: Role) -> Result<Option<crate::quant::BlockQuant>> {
+        let stored = |r: Role| -> Result<Option<crate::quant::BlockQuant>> {
+            Ok(self.entry(r)?.scale.as_ref().map(|s| crate::quant::BlockQuant {
+                block: s.block,
+                scale_dtype: s.dtype,
+            }))
+        };
+        if self.has(role) {
+            return stored(role);
+        }
+        // A view in the other layout is quantised as the tensors it is cut from or made of.
+        if let Some(parts) = layout::leaf_parts(&self.config, role) {
+            return match parts.first() {
+                Some(p) => stored(*p),
+                None => Ok(None),
+            };
+        }
+        match layout::part_location(&self.config, role) {
+            Some((leaf, _)) => stored(leaf),
+            None => stored(role),
+        }
+    }
+
+    fn read_scales(&self, role: Role) -> Result<Cow<'_, [u8]>> {
+        let stored = |r: Role| -> Result<Cow<'_, [u8]>> {
+            let e = self.entry(r)?;
+            let s = e.scale.as_ref().ok_or_else(|| {
+                Error::Invalid(format!("`{}` is not block-quantised", e.name))
+            })?;
+            let shard = &self.shards[s.shard];
+            shard
+                .data
+                .slice(s.range.clone())
+                .map(Cow::Borrowed)
+                .ok_or_else(|| Error::Tensor {
+                    file: shard.name.clone(),
+                    tensor: s.name.clone(),
+                    reason: "its bytes have not been read yet".into(),
+                })
+        };
+        if self.has(role) {
+            return stored(role);
+        }
+        let q = self.quant_of(role)?.ok_or_else(|| {
+            Error::Invalid(format!(
+                "{} is not block-quantised",
+                layout::display_name(&self.config, role)
+            ))
+        })?;
+        layout::experts_scales(&self.config, role, q, stored)
+    }
+
+    fn read_f32(&self, role: Role) -> Result<Vec<f32>> {
+        // A stacked leaf of a block-quantised per-expert checkpoint: its experts dequantised
+        // one by one (their grids need not line up with the stacked tensor's).
+        if !self.has(role) && self.quant_of(role)?.is_some() {
+            if let Some(parts) = layout::leaf_parts(&self.config, role) {
+                let mut out = Vec::new();
+                for p in parts {
+                    out.extend(self.read_f32(p)?);
+                }
+                return Ok(out);
+            }
+            // One expert of a block-quantised fused checkpoint: its slab of the stacked
+            // tensor dequantised with the stacked grid, then the wanted rows.
+            if let Some((leaf, elems)) = layout::part_location(&self.config, role) {
+                let e = self.entry(leaf)?;
+                let per_expert = e.shape[1] * e.shape[2];
+                let x = elems.start / per_expert;
+                let q = self.quant_of(leaf)?.expect("checked");
+                let grid = crate::quant::scale_shape(&e.shape[1..], q.block);
+                let g = grid.iter().product::<usize>();
+                let scales = crate::dtype::decode_f32(q.scale_dtype, &self.read_scales(leaf)?);
+                let bytes = &self.bytes(leaf)?[x * per_expert..(x + 1) * per_expert];
+                let slab = crate::quant::dequantize(
+                    bytes,
+                    &e.shape[1..],
+                    &scales[x * g..(x + 1) * g],
+                    q,
+                )?;
+                let off = elems.start - x * per_expert;
+                return Ok(slab[off..off + elems.len()].to_vec());
+            }
+        }
+        crate::schema::decode_or_dequantize(self, role)
+    }
+
     fn read(&self, role: Role) -> Result<Cow<'_, [u8]>> {
         if self.has(role) {
             return Ok(Cow::Borrowed(self.bytes(role)?));
@@ -523,6 +671,55 @@ impl TensorSource for Checkpoint {
         }
         layout::assemble(&self.config, role, |p| Ok(Cow::Borrowed(self.bytes(p)?)))
     }
+}
+
+/// A weight's scale tensor, checked: the weight is float8 e4m3, the scales are in a dtype
+/// moegrow reads, and the grid is the weight's shape in the config's blocks.
+fn scale_entry(
+    config: &ModelConfig,
+    file: &str,
+    weight: &str,
+    w: &HeaderTensor,
+    shard: usize,
+    s: &HeaderTensor,
+) -> Result<ScaleEntry> {
+    let bad = |reason: String| Error::Tensor {
+        file: file.to_string(),
+        tensor: s.name.clone(),
+        reason,
+    };
+    let block = config
+        .quant
+        .as_ref()
+        .map(|q| q.block)
+        .expect("scales are mapped only for quantised configs");
+    if w.dtype != DType::F8E4M3 {
+        return Err(bad(format!(
+            "scales `{weight}`, which is {} rather than F8_E4M3",
+            w.dtype.name()
+        )));
+    }
+    if !crate::quant::is_scale_dtype(s.dtype) {
+        return Err(bad(format!(
+            "block scales in {} are not supported (F32, BF16, F16, F8_E8M0)",
+            s.dtype.name()
+        )));
+    }
+    let want = crate::quant::scale_shape(&w.shape, block);
+    if s.shape != want {
+        return Err(bad(format!(
+            "has shape {:?}; `{weight}` {:?} in {}x{} blocks needs {want:?}",
+            s.shape, w.shape, block[0], block[1]
+        )));
+    }
+    Ok(ScaleEntry {
+        name: s.name.clone(),
+        dtype: s.dtype,
+        shape: s.shape.clone(),
+        shard,
+        range: s.range.clone(),
+        block,
+    })
 }
 
 /// Every expert matrix of one stacked leaf must share a dtype: the fused layout and every

@@ -105,7 +105,7 @@ fn produce_in_order<'t, 'a: 't>(
 
 impl OutputTensor<'_> {
     pub fn nbytes(&self) -> usize {
-        self.shape.iter().product::<usize>() * self.dtype.size()
+        (self.shape.iter().product::<usize>() * self.dtype.bits()).div_ceil(8)
     }
 }
 

@@ -23,7 +23,19 @@ pub(crate) const NAMES: NameScheme = NameScheme {
 };
 
 pub(crate) fn parse_config(raw: RawConfig, v3: bool) -> Result<ModelConfig> {
-    let c = Common::parse(raw, 1e-6)?;
+    let mut c = Common::parse(raw, 1e-6)?;
+    // The routing transformers implements for each version; the original code's other options
+    // change the math, so computing refuses them (growth does not depend on them).
+    let (scoring, topk): (&str, &[&str]) = if v3 {
+        ("sigmoid", &["noaux_tc"])
+    } else {
+        ("softmax", &["greedy", "group_limited_greedy"])
+    };
+    let s = raw.str_or("scoring_func", scoring)?;
+    if s != scoring {
+        c.not_computed
+            .push(format!("`scoring_func` `{s}` (this family computes `{scoring}`)"));
+    }
     let num_experts = raw.usize_any(&["n_routed_experts", "num_local_experts", "num_experts"])?;
     let first_dense = raw.opt_usize("first_k_dense_replace")?.unwrap_or(0);
     if raw.opt_usize("moe_layer_freq")?.unwrap_or(1) != 1 {
@@ -43,19 +55,21 @@ pub(crate) fn parse_config(raw: RawConfig, v3: bool) -> Result<ModelConfig> {
         })
     } else {
         match raw.str_or("topk_method", "greedy")? {
-            "greedy" => None,
             "group_limited_greedy" => Some(GroupLimit {
                 n_group,
                 topk_group,
                 score: GroupScore::Max,
             }),
-            other => {
-                return Err(Error::config(format!(
-                    "DeepSeek-V2 `topk_method` `{other}` is not supported (greedy, group_limited_greedy)"
-                )))
-            }
+            _ => None,
         }
     };
+    let method = raw.str_or("topk_method", topk[0])?;
+    if !topk.contains(&method) {
+        c.not_computed.push(format!(
+            "`topk_method` `{method}` (this family computes {})",
+            topk.join(", ")
+        ));
+    }
     if v3 && num_experts / n_group.max(1) < 2 {
         return Err(Error::config(
             "DeepSeek-V3 routing needs at least two experts per group",

@@ -26,7 +26,13 @@ pub enum Family {
     DeepseekV3,
 }
 
-const SUPPORTED: &str = "mixtral, qwen2_moe, qwen3_moe, olmoe, deepseek_v2, deepseek_v3";
+const SUPPORTED: &str =
+    "mixtral, qwen2_moe, qwen3_moe, olmoe, deepseek_v2, deepseek_v3 (and kimi_k2, its alias)";
+
+/// `model_type`s that are another family's architecture under a new name: Moonshot's Kimi-K2
+/// is DeepSeek-V3's (transformers has no `kimi_k2` of its own; Kimi-K2.5 rewrites it to
+/// `deepseek_v3`).
+const ALIASES: &[(&str, Family)] = &[("kimi_k2", Family::DeepseekV3)];
 
 /// The family-specific parts of tensor names.
 pub(crate) struct NameScheme {
@@ -49,6 +55,9 @@ impl Family {
     ];
 
     pub fn from_model_type(model_type: &str) -> Result<Family> {
+        if let Some((_, f)) = ALIASES.iter().find(|(t, _)| *t == model_type) {
+            return Ok(*f);
+        }
         Family::ALL
             .into_iter()
             .find(|f| f.model_type() == model_type)
@@ -203,8 +212,11 @@ pub(crate) struct Common {
     pub num_kv_heads: usize,
     pub head_dim: usize,
     pub rms_norm_eps: f32,
-    pub rope_theta: f32,
+    pub rope: crate::rope::RopeConfig,
     pub tie_word_embeddings: bool,
+    /// Settings that change the math and that moegrow does not compute.
+    pub not_computed: Vec<String>,
+    pub quant: Option<crate::quant::Fp8Block>,
 }
 
 /// The parts of a config that differ between families, completed by [`Common::finish`].
@@ -228,14 +240,18 @@ impl Common {
             num_kv_heads: self.num_kv_heads,
             head_dim: self.head_dim,
             rms_norm_eps: self.rms_norm_eps,
-            rope_theta: self.rope_theta,
+            rope_theta: self.rope.theta,
+            rope: self.rope,
+            rotary_dim: self.head_dim,
             tie_word_embeddings: self.tie_word_embeddings,
+            not_computed: self.not_computed,
             attention: s.attention,
             mlp: s.mlp,
             dense_intermediate: s.dense_intermediate,
             moe: s.moe,
             sliding_window: s.sliding_window,
             mtp_layers: s.mtp_layers,
+            quant: self.quant,
             raw: raw.0.clone(),
         }
     }
@@ -250,6 +266,19 @@ impl Common {
         let head_dim = raw
             .opt_usize("head_dim")?
             .unwrap_or(hidden_size / num_heads);
+        let rope = crate::rope::RopeConfig::parse(raw)?;
+        let mut not_computed = Vec::new();
+        if let crate::rope::RopeScaling::Unsupported(t) = &rope.scaling {
+            not_computed.push(format!(
+                "rope type `{t}` (moegrow computes default, linear, dynamic, yarn and llama3)"
+            ));
+        }
+        for key in ["hidden_act", "hidden_activation"] {
+            let act = raw.str_or(key, "silu")?;
+            if act != "silu" {
+                not_computed.push(format!("`{key}` `{act}` (moegrow computes SiLU)"));
+            }
+        }
         Ok(Common {
             vocab_size: raw.usize("vocab_size")?,
             hidden_size,
@@ -258,8 +287,10 @@ impl Common {
             num_kv_heads,
             head_dim,
             rms_norm_eps: raw.f32_or("rms_norm_eps", eps_default)?,
-            rope_theta: raw.rope_theta()?,
+            rope,
             tie_word_embeddings: raw.bool_or("tie_word_embeddings", false)?,
+            not_computed,
+            quant: crate::quant::Fp8Block::parse(raw.0)?,
         })
     }
 }

@@ -72,6 +72,7 @@ pub struct Grown<'a> {
     /// Final layer map relative to the source (composition of all depth steps).
     pub layer_sources: Vec<usize>,
     stage: Box<dyn TensorSource + 'a>,
+    fp8_noise: std::sync::Arc<std::sync::Mutex<(f64, f64)>>,
 }
 
 /// The grown config parsed from its rewritten `config.json`, keeping what the JSON alone
@@ -91,6 +92,7 @@ impl GrowthPlan {
             ));
         }
         let mut stage: Box<dyn TensorSource + 'a> = Box::new(src);
+        let fp8_noise = std::sync::Arc::new(std::sync::Mutex::new((0f64, 0f64)));
         let mut notes = Vec::new();
         let mut layer_sources: Vec<usize> = (0..src.config().num_layers).collect();
         for (index, step) in self.steps.iter().enumerate() {
@@ -145,6 +147,7 @@ impl GrowthPlan {
                         index: index as u64,
                         down_scale: w.down_scale(&cfg),
                         config,
+                        fp8_noise: fp8_noise.clone(),
                     });
                 }
             }
@@ -154,6 +157,7 @@ impl GrowthPlan {
             notes,
             layer_sources,
             stage,
+            fp8_noise,
         })
     }
 }
@@ -161,7 +165,25 @@ impl GrowthPlan {
 impl Grown<'_> {
     /// The output tensors in `layout`, each produced when the writer asks for it.
     pub fn tensors(&self, layout: ExpertLayout) -> Result<Vec<OutputTensor<'_>>> {
-        layout::output_tensors(self, layout, None)
+        layout::output_tensors(self, layout, layout::Storage::AsSource)
+    }
+
+    /// The tensors in `layout` stored as `storage` (dequantised to bf16, say).
+    pub fn tensors_as(
+        &self,
+        layout: ExpertLayout,
+        storage: layout::Storage,
+    ) -> Result<Vec<OutputTensor<'_>>> {
+        layout::output_tensors(self, layout, storage)
+    }
+
+    /// The share of the width noise that survived requantisation of float8 experts (the
+    /// projection of what the requantised copies differ from their sources by onto the noise
+    /// added): 1 when every bit of noise is kept, 0 when rounding removed it all. `None` until
+    /// a noised float8 expert has been produced.
+    pub fn fp8_noise_survival(&self) -> Option<f64> {
+        let (de, ee) = *self.fp8_noise.lock().unwrap_or_else(|e| e.into_inner());
+        (ee > 0.0).then(|| de / ee)
     }
 }
 
@@ -174,5 +196,14 @@ impl TensorSource for Grown<'_> {
     }
     fn read(&self, role: Role) -> Result<Cow<'_, [u8]>> {
         self.stage.read(role)
+    }
+    fn quant_of(&self, role: Role) -> Result<Option<crate::quant::BlockQuant>> {
+        self.stage.quant_of(role)
+    }
+    fn read_scales(&self, role: Role) -> Result<Cow<'_, [u8]>> {
+        self.stage.read_scales(role)
+    }
+    fn read_f32(&self, role: Role) -> Result<Vec<f32>> {
+        self.stage.read_f32(role)
     }
 }

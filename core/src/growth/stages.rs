@@ -10,7 +10,7 @@ use super::depth::LayerMap;
 use super::noise::{add_scaled_normals, normals, stream_id};
 use super::width::{NewExperts, NoiseOn, WidthStep};
 use crate::config::ModelConfig;
-use crate::dtype::{decode_f32, encode_f32, DType};
+use crate::dtype::{decode_f32, try_encode_f32, DType};
 use crate::error::Result;
 use crate::roles::{AttnRole, LayerRole, LayerSlot, Proj, Role};
 use crate::schema::{layout, TensorSource};
@@ -69,6 +69,22 @@ impl TensorSource for DepthStage<'_> {
     fn dtype_of(&self, role: Role) -> Result<DType> {
         self.prev.dtype_of(self.source(role))
     }
+    fn quant_of(&self, role: Role) -> Result<Option<crate::quant::BlockQuant>> {
+        self.prev.quant_of(self.source(role))
+    }
+    fn read_scales(&self, role: Role) -> Result<Cow<'_, [u8]>> {
+        // A zeroed copy keeps its scales: zero float8 bytes dequantise to zero whatever they
+        // are.
+        self.prev.read_scales(self.source(role))
+    }
+    fn read_f32(&self, role: Role) -> Result<Vec<f32>> {
+        if let Role::Layer(i, r) = role {
+            if self.zero_init_copies && self.map.0[i].repeat && writes_residual(r) {
+                return Ok(vec![0.0; crate::schema::layout::shape_of(&self.config, role)?.iter().product()]);
+            }
+        }
+        self.prev.read_f32(self.source(role))
+    }
     fn read(&self, role: Role) -> Result<Cow<'_, [u8]>> {
         let bytes = self.prev.read(self.source(role))?;
         if let Role::Layer(i, r) = role {
@@ -90,6 +106,8 @@ pub struct WidthStage<'a> {
     pub index: u64,
     pub down_scale: f32,
     pub config: ModelConfig,
+    /// ⟨δ, ε⟩ and ⟨ε, ε⟩ of the noise put on float8 experts (see `track_fp8_noise`).
+    pub fp8_noise: std::sync::Arc<std::sync::Mutex<(f64, f64)>>,
 }
 
 const TAG_EXPERT: u64 = 1;
@@ -111,23 +129,24 @@ impl WidthStage<'_> {
         }
     }
 
-    fn expert(&self, slot: LayerSlot, j: usize, p: Proj) -> Result<Cow<'_, [u8]>> {
+    /// New expert `j`'s matrix as f32, or `None` when it is an exact copy of its source (no
+    /// noise, no rescaling): then its stored bytes (and scales) are copied as they are.
+    fn expert_values(&self, slot: LayerSlot, j: usize, p: Proj) -> Result<Option<Vec<f32>>> {
         let (src, copy) = self.step.source(j, self.experts_before);
         let role = slot.role(LayerRole::Expert(src, p));
-        let (dtype, bytes) = (self.prev.dtype_of(role)?, self.prev.read(role)?);
         let layer = stream_layer(slot);
-        let scale = if p == Proj::Down {
-            self.down_scale
-        } else {
-            1.0
-        };
         let random = self.step.new_experts == NewExperts::Random && copy > 0;
         let sign = self.noise_sign(copy);
-        if !random && sign.is_none() && scale == 1.0 {
-            return Ok(bytes);
+        if !random && sign.is_none() && self.scale(p) == 1.0 {
+            return Ok(None);
         }
-        let mut v = decode_f32(dtype, &bytes);
+        let mut v = self.prev.read_f32(role)?;
+        if self.scale(p) != 1.0 && !random && sign.is_none() {
+            v.iter_mut().for_each(|x| *x *= self.scale(p));
+            return Ok(Some(v));
+        }
         let sigma = std_dev(&v);
+        let before = self.fp8_tracking(role)?.then(|| v.clone());
         if random {
             let z = normals(
                 self.seed,
@@ -145,10 +164,116 @@ impl WidthStage<'_> {
             let stream = stream_id(&[self.index, TAG_EXPERT, layer, key as u64, p as u64]);
             add_scaled_normals(self.seed, stream, sign * self.step.noise * sigma, &mut v);
         }
-        if scale != 1.0 {
-            v.iter_mut().for_each(|x| *x *= scale);
+        if self.scale(p) != 1.0 {
+            v.iter_mut().for_each(|x| *x *= self.scale(p));
         }
-        Ok(Cow::Owned(encode_f32(dtype, &v)))
+        if let (Some(before), false) = (before, random) {
+            self.track_fp8_noise(slot, p, &before, &v)?;
+        }
+        Ok(Some(v))
+    }
+
+    /// The down projections' rescaling (sigmoid routing without renormalisation).
+    fn scale(&self, p: Proj) -> f32 {
+        if p == Proj::Down {
+            self.down_scale
+        } else {
+            1.0
+        }
+    }
+
+    /// Whether noise on this source matrix is measured against float8 rounding.
+    fn fp8_tracking(&self, role: Role) -> Result<bool> {
+        Ok(self.prev.quant_of(role)?.is_some())
+    }
+
+    /// How much of the noise survives requantisation: ⟨δ, ε⟩ and ⟨ε, ε⟩ summed over the
+    /// noised float8 matrices, with ε the noise added and δ what dequantising the requantised
+    /// copy differs from the source by.
+    fn track_fp8_noise(&self, slot: LayerSlot, p: Proj, before: &[f32], after: &[f32]) -> Result<()> {
+        let role = slot.role(LayerRole::Expert(0, p));
+        let Some(q) = self.prev.quant_of(role)? else {
+            return Ok(());
+        };
+        let shape = crate::schema::layout::shape_of(&self.config, role)?;
+        let (bytes, scales) = crate::quant::quantize(after, &shape, q)?;
+        let back = crate::quant::dequantize(&bytes, &shape, &decode_f32(q.scale_dtype, &scales), q)?;
+        let (mut de, mut ee) = (0f64, 0f64);
+        for ((b, a), r) in before.iter().zip(after).zip(&back) {
+            let eps = (*a - *b) as f64;
+            de += (*r - *b) as f64 * eps;
+            ee += eps * eps;
+        }
+        let mut s = self.fp8_noise.lock().unwrap_or_else(|e| e.into_inner());
+        s.0 += de;
+        s.1 += ee;
+        Ok(())
+    }
+
+    /// A float8 copy that is only rescaled (no noise): its bytes stay, its scales are
+    /// multiplied — exact for the powers of two width growth uses.
+    fn rescaled_fp8(&self, role: Role, j: usize, p: Proj) -> Result<bool> {
+        let (_, copy) = self.step.source(j, self.experts_before);
+        let random = self.step.new_experts == NewExperts::Random && copy > 0;
+        Ok(!random
+            && self.noise_sign(copy).is_none()
+            && self.scale(p) != 1.0
+            && self.prev.quant_of(role)?.is_some())
+    }
+
+    fn expert(&self, slot: LayerSlot, j: usize, p: Proj) -> Result<Cow<'_, [u8]>> {
+        let src = self.step.source(j, self.experts_before).0;
+        let role = slot.role(LayerRole::Expert(src, p));
+        if self.rescaled_fp8(role, j, p)? {
+            return self.prev.read(role);
+        }
+        let Some(v) = self.expert_values(slot, j, p)? else {
+            return self.prev.read(role);
+        };
+        match self.prev.quant_of(role)? {
+            Some(q) => {
+                let shape = crate::schema::layout::shape_of(&self.config, role)?;
+                Ok(Cow::Owned(crate::quant::quantize(&v, &shape, q)?.0))
+            }
+            None => Ok(Cow::Owned(encode(
+                &self.config,
+                role,
+                self.prev.dtype_of(role)?,
+                &v,
+            )?)),
+        }
+    }
+
+    fn expert_scales(&self, slot: LayerSlot, j: usize, p: Proj) -> Result<Cow<'_, [u8]>> {
+        let src = self.step.source(j, self.experts_before).0;
+        let role = slot.role(LayerRole::Expert(src, p));
+        let q = self.prev.quant_of(role)?.ok_or_else(|| {
+            crate::Error::Invalid(format!(
+                "{} is not block-quantised",
+                crate::schema::layout::display_name(&self.config, role)
+            ))
+        })?;
+        if self.rescaled_fp8(role, j, p)? {
+            let s: Vec<f32> = decode_f32(q.scale_dtype, &self.prev.read_scales(role)?)
+                .into_iter()
+                .map(|x| x * self.scale(p))
+                .collect();
+            return match q.scale_dtype {
+                DType::F8E8M0 => Ok(Cow::Owned(
+                    s.iter()
+                        .map(|x| (x.log2().round() as i32 + 127).clamp(0, 254) as u8)
+                        .collect(),
+                )),
+                d => Ok(Cow::Owned(encode(&self.config, role, d, &s)?)),
+            };
+        }
+        match self.expert_values(slot, j, p)? {
+            None => self.prev.read_scales(role),
+            Some(v) => {
+                let shape = crate::schema::layout::shape_of(&self.config, role)?;
+                Ok(Cow::Owned(crate::quant::quantize(&v, &shape, q)?.1))
+            }
+        }
     }
 
     /// Router rows (`row_len` = hidden size) or the bias (`row_len` = 1), copied with the experts.
@@ -160,9 +285,9 @@ impl WidthStage<'_> {
         tag: u64,
     ) -> Result<Cow<'_, [u8]>> {
         let role = slot.role(role);
-        let (dtype, bytes) = (self.prev.dtype_of(role)?, self.prev.read(role)?);
+        let dtype = self.prev.dtype_of(role)?;
         let layer = stream_layer(slot);
-        let old = decode_f32(dtype, &bytes);
+        let old = self.prev.read_f32(role)?;
         let sigma = std_dev(&old);
         let e = self.experts_before;
         let mut out = Vec::with_capacity(old.len() * self.step.factor);
@@ -194,7 +319,7 @@ impl WidthStage<'_> {
             }
             out.extend(row);
         }
-        Ok(Cow::Owned(encode_f32(dtype, &out)))
+        Ok(Cow::Owned(encode(&self.config, role, dtype, &out)?))
     }
 
     /// The source role a tensor of the wider model is made from (for its dtype).
@@ -206,6 +331,18 @@ impl WidthStage<'_> {
             _ => role,
         }
     }
+}
+
+/// Values written back in a tensor's stored dtype, or a clear error when moegrow cannot write
+/// that dtype.
+fn encode(cfg: &ModelConfig, role: Role, dtype: DType, v: &[f32]) -> Result<Vec<u8>> {
+    try_encode_f32(dtype, v).ok_or_else(|| {
+        crate::Error::Invalid(format!(
+            "{} is stored as {}; growth with noise rewrites it and moegrow cannot write that dtype (convert it to bf16 first)",
+            crate::schema::layout::display_name(cfg, role),
+            dtype.name()
+        ))
+    })
 }
 
 /// The layer number growth's noise streams are keyed by: a decoder layer's index, and for the
@@ -223,6 +360,39 @@ impl TensorSource for WidthStage<'_> {
     }
     fn dtype_of(&self, role: Role) -> Result<DType> {
         self.prev.dtype_of(self.source(role))
+    }
+    fn quant_of(&self, role: Role) -> Result<Option<crate::quant::BlockQuant>> {
+        self.prev.quant_of(self.source(role))
+    }
+    fn read_scales(&self, role: Role) -> Result<Cow<'_, [u8]>> {
+        match role.layer_part() {
+            Some((slot, LayerRole::Expert(j, p))) if self.config.slot_is_moe(slot) => {
+                self.expert_scales(slot, j, p)
+            }
+            Some((slot, LayerRole::ExpertsGateUp | LayerRole::ExpertsDown))
+                if self.config.slot_is_moe(slot) =>
+            {
+                let q = self.quant_of(role)?.ok_or_else(|| {
+                    crate::Error::Invalid("internal: scales of unquantised experts".into())
+                })?;
+                layout::experts_scales(&self.config, role, q, |part| self.read_scales(part))
+            }
+            _ => self.prev.read_scales(role),
+        }
+    }
+    fn read_f32(&self, role: Role) -> Result<Vec<f32>> {
+        // Stacked experts expert by expert: their float8 grids need not line up.
+        if let (Some(parts), Some(_)) = (
+            layout::leaf_parts(&self.config, role),
+            self.quant_of(role)?,
+        ) {
+            let mut out = Vec::new();
+            for p in parts {
+                out.extend(self.read_f32(p)?);
+            }
+            return Ok(out);
+        }
+        crate::schema::decode_or_dequantize(self, role)
     }
     fn read(&self, role: Role) -> Result<Cow<'_, [u8]>> {
         let Some((slot, lr)) = role

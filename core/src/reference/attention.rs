@@ -117,7 +117,7 @@ pub fn standard(
         nh,
         hd,
         hd,
-        (hd as f32).powf(-0.5),
+        cfg.attention_scale(),
         window,
         |h| HeadLayout {
             q_offset: h * hd,
@@ -184,7 +184,7 @@ pub fn latent(cfg: &ModelConfig, w: &Mla<Vec<f32>>, x: &Mat, rope: &Rope) -> Mat
         nh,
         qk,
         vd,
-        (qk as f32).powf(-0.5),
+        cfg.attention_scale(),
         None,
         |h| HeadLayout {
             q_offset: h * qk,

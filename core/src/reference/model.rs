@@ -39,6 +39,7 @@ impl ReferenceModel {
     /// the forward pass ignores them, as transformers does.
     pub fn load<S: TensorSource + ?Sized>(src: &S) -> Result<ReferenceModel> {
         let config = src.config().clone();
+        config.check_computable()?;
         let mut tree = schema(&config);
         tree.mtp.clear();
         let weights = tree.try_map(&mut |s| read_f32(src, s.role))?;

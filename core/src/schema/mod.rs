@@ -11,7 +11,7 @@ pub mod layout;
 mod source;
 mod tree;
 
-pub use source::{read_f32, TensorSource};
+pub use source::{decode_or_dequantize, read_f32, TensorSource};
 pub use tree::{Attention, Experts, Ffn, Gqa, Layer, Mla, Mlp, Moe, Mtp, Weights};
 
 use crate::config::{self, ModelConfig, QkNorm};
@@ -40,6 +40,9 @@ pub struct Spec {
     pub role: Role,
     pub shape: Vec<usize>,
     pub kind: Kind,
+    /// A linear weight of a decoder layer: what a block-quantised (FP8) checkpoint may store
+    /// as float8 with block scales. Embeddings, heads, norms, biases and routers never are.
+    pub quantizable: bool,
 }
 
 impl Spec {
@@ -52,7 +55,12 @@ impl Spec {
 pub fn schema(cfg: &ModelConfig) -> Weights<Spec> {
     let h = cfg.hidden_size;
     let v = cfg.vocab_size;
-    let spec = |role, shape: Vec<usize>, kind| Spec { role, shape, kind };
+    let spec = |role, shape: Vec<usize>, kind| Spec {
+        role,
+        shape,
+        kind,
+        quantizable: matches!(role, Role::Mtp(_, MtpRole::EhProj)),
+    };
     Weights {
         embed: spec(Role::Embed, vec![v, h], Kind::Matrix),
         layers: (0..cfg.num_layers)
@@ -84,6 +92,8 @@ pub fn layer(cfg: &ModelConfig, slot: LayerSlot) -> Layer<Spec> {
         role: slot.role(r),
         shape,
         kind,
+        quantizable: matches!(kind, Kind::Matrix | Kind::Experts)
+            && !matches!(r, LayerRole::Router | LayerRole::SharedExpertGate),
     };
     let ffn = |role: fn(crate::Proj) -> LayerRole, inter: usize| Ffn {
         gate: spec(role(crate::Proj::Gate), vec![inter, h], Kind::Matrix),

@@ -1,8 +1,34 @@
 use crate::progress::bytes_bar;
 use anyhow::{bail, Context};
 use moegrow_core::checkpoint::{parse_size, write_checkpoint, WriteOptions};
-use moegrow_core::{DType, ExpertLayout};
+use moegrow_core::schema::layout::{output_tensors, Storage};
+use moegrow_core::{ExpertLayout, ModelConfig};
 use std::path::PathBuf;
+
+/// `--dtype` and `--block` as a storage: the source's when neither is given.
+pub fn storage(cfg: &ModelConfig, dtype: Option<&str>, block: Option<&str>) -> anyhow::Result<Storage> {
+    let block = match block {
+        Some(b) => {
+            let parts: Vec<usize> = b
+                .split(['x', 'X', ','])
+                .map(|p| p.trim().parse())
+                .collect::<Result<_, _>>()
+                .with_context(|| format!("--block `{b}`: expected ROWSxCOLS, e.g. 128x128"))?;
+            match parts.as_slice() {
+                [r, c] if *r > 0 && *c > 0 => [*r, *c],
+                _ => bail!("--block `{b}`: expected two positive sizes, e.g. 128x128"),
+            }
+        }
+        None => cfg.quant.as_ref().map_or([128, 128], |q| q.block),
+    };
+    match dtype {
+        None if block != cfg.quant.as_ref().map_or([128, 128], |q| q.block) => {
+            bail!("--block needs --dtype fp8")
+        }
+        None => Ok(Storage::AsSource),
+        Some(d) => Ok(Storage::parse(d, block)?),
+    }
+}
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -11,9 +37,14 @@ pub struct Args {
     /// Expert layout to write: per-expert or fused (default: the source's).
     #[arg(long)]
     pub layout: Option<String>,
-    /// Storage dtype to write: f32, bf16 or f16 (default: the source's, tensor by tensor).
+    /// Storage dtype to write: f32, bf16 or f16 (float8 weights dequantised), or fp8 (the
+    /// linear weights block-quantised to e4m3 with F32 scales) (default: the source's, tensor
+    /// by tensor).
     #[arg(long)]
     pub dtype: Option<String>,
+    /// Block size of --dtype fp8, rows x cols (default: the source's blocks, or 128x128).
+    #[arg(long)]
+    pub block: Option<String>,
     #[arg(long, default_value = "5GB")]
     pub max_shard_size: String,
     #[arg(long)]
@@ -28,21 +59,10 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         Some("fused") => ExpertLayout::Fused,
         Some(other) => bail!("unknown layout `{other}` (per-expert or fused)"),
     };
-    let dtype = match &a.dtype {
-        None => None,
-        Some(d) => {
-            Some(DType::parse(d).with_context(|| format!("unknown dtype `{d}` (f32, bf16, f16)"))?)
-        }
-    };
+    let storage = storage(&ckpt.config, a.dtype.as_deref(), a.block.as_deref())?;
     let mut config = ckpt.config.clone();
-    if let Some(d) = dtype {
-        for key in ["dtype", "torch_dtype"] {
-            if config.raw.contains_key(key) || key == "dtype" {
-                config.raw.insert(key.into(), d.torch_name().into());
-            }
-        }
-    }
-    let tensors = ckpt.export(layout, dtype)?;
+    storage.rewrite_config(&mut config.raw);
+    let tensors = output_tensors(&ckpt, layout, storage)?;
     let total: u64 = tensors.iter().map(|t| t.nbytes() as u64).sum();
     let bar = bytes_bar(total, "convert");
     let opts = WriteOptions {

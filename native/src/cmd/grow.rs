@@ -60,6 +60,12 @@ pub struct Args {
     /// Expert layout to write (default: the source's).
     #[arg(long)]
     pub layout: Option<String>,
+    /// Storage dtype to write, as for `convert` (bf16 dequantises a float8 source).
+    #[arg(long)]
+    pub dtype: Option<String>,
+    /// Block size of --dtype fp8, rows x cols.
+    #[arg(long)]
+    pub block: Option<String>,
     #[arg(long, default_value = "5GB")]
     pub max_shard_size: String,
     /// Print the plan and sizes; write nothing.
@@ -146,10 +152,12 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         Some("fused") => ExpertLayout::Fused,
         Some(other) => bail!("unknown layout `{other}` (per-expert or fused)"),
     };
-    let grown = plan
+    let mut grown = plan
         .apply(&src)
         .with_context(|| format!("cannot grow {}", a.source.display()))?;
-    let tensors = grown.tensors(layout)?;
+    let storage = super::convert::storage(&src.config, a.dtype.as_deref(), a.block.as_deref())?;
+    storage.rewrite_config(&mut grown.config.raw);
+    let tensors = grown.tensors_as(layout, storage)?;
     let out_bytes: u64 = tensors.iter().map(|t| t.nbytes() as u64).sum();
     let before = param_counts_for(&src.config);
     let after = param_counts_for(&grown.config);
@@ -222,6 +230,17 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         a.output.display(),
         summary.files.len()
     );
+    if let Some(s) = grown.fp8_noise_survival() {
+        println!(
+            "fp8     {:.0}% of the width noise survived requantising the float8 experts{}",
+            100.0 * s,
+            if s < 0.5 {
+                "; most of it was rounded away (e4m3 keeps 3 mantissa bits): raise --noise or grow with --dtype bf16"
+            } else {
+                ""
+            }
+        );
+    }
     if a.verify {
         verify(&a, &src)?;
     }

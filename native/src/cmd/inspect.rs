@@ -88,6 +88,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         s.vocab_size
     );
     println!("attention    {}", s.attention);
+    println!("rope         {}", s.rope);
     let shared = match s.shared_expert_intermediate {
         Some(i) => format!(", shared expert FFN {i}"),
         None => String::new(),
@@ -144,6 +145,9 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             }
             None => println!("  layer {i:>3}  (dense)"),
         }
+    }
+    for n in &s.not_computed {
+        println!("not computed {n}: forward, --verify and train refuse this checkpoint");
     }
     if let Some(plot) = &a.plot {
         println!("plot         {}", plot.display());

@@ -37,6 +37,7 @@ impl Arch {
                 config.family.name()
             ),
         };
+        config.check_computable()?;
         if config.head_dim % 2 != 0 {
             bail!(
                 "head_dim {} must be even for rotary embeddings",

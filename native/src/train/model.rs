@@ -81,12 +81,14 @@ impl RopeTables {
         }
     }
 
-    /// Rotate `x [B, heads, T, d]` (pairs `(i, i + d/2)`, transformers' `rotate_half`).
+    /// Rotate `x [B, heads, T, d]`'s rotary part (its first `2·half` dimensions; pairs
+    /// `(i, i + half)`, transformers' `rotate_half`), the rest passing through.
     fn apply(&self, x: Tensor<4>) -> Tensor<4> {
         let [b, h, t, d] = x.dims();
-        let half = d / 2;
+        let half = self.cos.dims()[3];
+        let rest = (2 * half < d).then(|| x.clone().slice([0..b, 0..h, 0..t, 2 * half..d]));
         let x1 = x.clone().slice([0..b, 0..h, 0..t, 0..half]);
-        let x2 = x.slice([0..b, 0..h, 0..t, half..d]);
+        let x2 = x.slice([0..b, 0..h, 0..t, half..2 * half]);
         let (c, s) = if t == self.len {
             (self.cos.clone(), self.sin.clone())
         } else {
@@ -95,13 +97,12 @@ impl RopeTables {
                 self.sin.clone().slice([0..1, 0..1, 0..t, 0..half]),
             )
         };
-        Tensor::cat(
-            vec![
-                x1.clone() * c.clone() - x2.clone() * s.clone(),
-                x2 * c + x1 * s,
-            ],
-            3,
-        )
+        let mut parts = vec![
+            x1.clone() * c.clone() - x2.clone() * s.clone(),
+            x2 * c + x1 * s,
+        ];
+        parts.extend(rest);
+        Tensor::cat(parts, 3)
     }
 }
 

@@ -72,7 +72,7 @@ impl HostWeights {
 
     /// Tensors to write with `core`'s checkpoint writer, in this model's layout and dtypes.
     pub fn export(&self) -> Vec<OutputTensor<'_>> {
-        layout::output_tensors(self, self.layout, None)
+        layout::output_tensors(self, self.layout, layout::Storage::AsSource)
             .expect("host weights hold every tensor of their schema")
     }
 

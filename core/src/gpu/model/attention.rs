@@ -48,8 +48,10 @@ impl Pass<'_, '_> {
             clamp_abs(rec, &kb, t * nkv * hd, *c);
             clamp_abs(rec, &vb, t * nkv * hd, *c);
         }
-        rope(rec, &qb, t, nh * hd, nh, 0, hd, hd, false, &self.rope);
-        rope(rec, &kb, t, nkv * hd, nkv, 0, hd, hd, false, &self.rope);
+        // The rotary part of each head (all of it unless the family rotates a part).
+        let rd = cfg.rotary_dim;
+        rope(rec, &qb, t, nh * hd, nh, 0, hd, rd, false, &self.rope);
+        rope(rec, &kb, t, nkv * hd, nkv, 0, hd, rd, false, &self.rope);
         let out = gpu.zeros(t * nh * hd);
         let p = AttentionParams {
             t_len: t as u32,
@@ -66,7 +68,7 @@ impl Pass<'_, '_> {
             v_head_step: hd as u32,
             v_offset: 0,
             window: cfg.sliding_window[layer].unwrap_or(0) as u32,
-            scale: (hd as f32).powf(-0.5),
+            scale: cfg.attention_scale(),
             _pad: 0,
         };
         attention(rec, &qb, &kb, &vb, &out, p);
@@ -142,7 +144,7 @@ impl Pass<'_, '_> {
             v_head_step: (nope + vd) as u32,
             v_offset: nope as u32,
             window: 0,
-            scale: (qk as f32).powf(-0.5),
+            scale: cfg.attention_scale(),
             _pad: 0,
         };
         attention(rec, &qb, &keys, &kv, &out, p);

@@ -63,6 +63,7 @@ impl<'g> GpuModel<'g> {
     /// Multi-token-prediction blocks are not uploaded: the forward pass ignores them.
     pub fn load<S: TensorSource + ?Sized>(gpu: &'g Gpu, src: &S) -> Result<GpuModel<'g>> {
         let config = src.config().clone();
+        config.check_computable()?;
         let mut tree = schema(&config);
         tree.mtp.clear();
         let weights = tree.try_map(&mut |s| upload(gpu, s, &read_f32(src, s.role)?))?;

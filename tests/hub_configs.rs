@@ -1,0 +1,71 @@
+//! The real `config.json` of the checkpoints moegrow is for (`fixtures/hub-configs/`, copied
+//! from the hub; `SOURCES.md` says from where) parse into the architecture they describe, with
+//! nothing refused that moegrow computes.
+
+use moegrow_core::config::{Attention, Scoring};
+use moegrow_core::rope::RopeScaling;
+use moegrow_core::{Family, ModelConfig};
+
+fn hub(name: &str) -> ModelConfig {
+    let path = moegrow_integration_tests::fixtures_dir()
+        .join("hub-configs")
+        .join(format!("{name}.json"));
+    let text = std::fs::read_to_string(&path).unwrap();
+    ModelConfig::from_json_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+#[test]
+fn every_hub_config_parses_and_is_computable() {
+    let dir = moegrow_integration_tests::fixtures_dir().join("hub-configs");
+    let mut n = 0;
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "json") {
+            let name = p.file_stem().unwrap().to_string_lossy().to_string();
+            let cfg = hub(&name);
+            assert!(
+                cfg.check_computable().is_ok(),
+                "{name}: {:?}",
+                cfg.not_computed
+            );
+            n += 1;
+        }
+    }
+    assert!(n >= 7, "{n} hub configs");
+}
+
+#[test]
+fn deepseek_family_configs_as_the_hub_ships_them() {
+    for name in ["DeepSeek-V3", "DeepSeek-R1", "Kimi-K2-Instruct"] {
+        let c = hub(name);
+        assert_eq!(c.family, Family::DeepseekV3, "{name}");
+        assert_eq!(c.num_layers, 61, "{name}");
+        assert_eq!(c.moe.router.scoring, Scoring::Sigmoid);
+        assert!(matches!(c.rope.scaling, RopeScaling::Yarn { .. }), "{name}");
+        assert_eq!(c.rope.attention_factor(), 1.0, "{name}: mscale = mscale_all_dim");
+        assert!(c.rope.mla_softmax_factor() > 1.8, "{name}");
+        assert!(c.raw.contains_key("quantization_config"), "{name} ships FP8");
+    }
+    assert_eq!(hub("DeepSeek-V3").mtp_layers, 1);
+    assert_eq!(hub("DeepSeek-V3").moe.num_experts, 256);
+    assert_eq!(hub("Kimi-K2-Instruct").moe.num_experts, 384);
+    assert_eq!(hub("Kimi-K2-Instruct").rope.theta, 50000.0);
+    let lite = hub("DeepSeek-V2-Lite");
+    assert_eq!(lite.family, Family::DeepseekV2);
+    let Attention::Mla(m) = &lite.attention else {
+        panic!("MLA")
+    };
+    assert_eq!((m.q_lora_rank, m.kv_lora_rank), (None, 512));
+    assert_eq!(lite.moe.num_experts, 64);
+}
+
+#[test]
+fn standard_attention_hub_configs() {
+    let q = hub("Qwen3-30B-A3B");
+    assert_eq!((q.family, q.moe.num_experts, q.moe.top_k), (Family::Qwen3Moe, 128, 8));
+    assert_eq!((q.num_heads, q.num_kv_heads, q.head_dim), (32, 4, 128));
+    let m = hub("Mixtral-8x7B-v0.1");
+    assert_eq!((m.family, m.moe.num_experts, m.rope.theta), (Family::Mixtral, 8, 1e6));
+    let o = hub("OLMoE-1B-7B-0924");
+    assert_eq!((o.family, o.moe.num_experts), (Family::Olmoe, 64));
+}
