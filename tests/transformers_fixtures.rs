@@ -130,3 +130,23 @@ fn fixtures_cover_both_layouts_and_dtypes() {
     }
     assert_eq!(seen.len(), 24, "6 families x 2 layouts x 2 dtypes");
 }
+
+/// The layer-by-layer forward pass (one layer's weights decoded at a time, the embedding read by
+/// rows, the head in chunks) computes what the whole-model one does, on every fixture.
+#[test]
+fn layer_by_layer_forward_equals_the_whole_model_forward() {
+    for dir in fixture_checkpoints() {
+        let ckpt = moegrow_core::Checkpoint::open(&dir).unwrap();
+        let tokens = Reference::load(&dir).tokens;
+        let whole = ReferenceModel::load(&ckpt).unwrap().forward(&tokens).unwrap();
+        let mut releases = 0;
+        let streamed =
+            moegrow_core::reference::forward_streamed(&ckpt, &tokens, || releases += 1).unwrap();
+        assert_eq!(releases, ckpt.config.num_layers);
+        let (d, i) = max_abs_diff(&streamed.logits.data, &whole.logits.data);
+        assert!(d <= 1e-5, "{}: logit {i} differs by {d:e}", dir.display());
+        for (a, b) in streamed.hidden_states.iter().zip(&whole.hidden_states) {
+            assert_eq!(a.data, b.data, "{}: hidden states", dir.display());
+        }
+    }
+}

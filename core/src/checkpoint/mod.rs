@@ -432,7 +432,7 @@ impl Checkpoint {
     /// this after each written tensor keeps a streaming job's RSS bounded by what it holds,
     /// not by how much of a multi-GB checkpoint it has touched.
     pub fn release_memory(&self) {
-        #[cfg(not(target_arch = "wasm32"))]
+        #[cfg(unix)]
         for s in &self.shards {
             if let ShardData::Mmap(m) = &s.data {
                 // SAFETY: the map is read-only and file-backed; after DONTNEED its pages are
@@ -440,6 +440,26 @@ impl Checkpoint {
                 let _ = unsafe { m.unchecked_advise(memmap2::UncheckedAdvice::DontNeed) };
             }
         }
+    }
+
+    /// [`Checkpoint::release_memory`] for one stored tensor (and its scales): what a reader
+    /// that has decoded it no longer needs resident.
+    pub fn release_tensor(&self, role: Role) {
+        #[cfg(unix)]
+        if let Ok(e) = self.entry(role) {
+            let mut ranges = vec![(e.shard, e.range.clone())];
+            ranges.extend(e.scale.as_ref().map(|s| (s.shard, s.range.clone())));
+            for (shard, r) in ranges {
+                if let ShardData::Mmap(m) = &self.shards[shard].data {
+                    // SAFETY: as in `release_memory`.
+                    let _ = unsafe {
+                        m.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, r.start, r.len())
+                    };
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = role;
     }
 
     /// All tensors, in canonical order.
@@ -627,9 +647,10 @@ impl TensorSource for Checkpoint {
     }
 
     fn read_f32(&self, role: Role) -> Result<Vec<f32>> {
-        // A stacked leaf of a block-quantised per-expert checkpoint: its experts dequantised
-        // one by one (their grids need not line up with the stacked tensor's).
-        if !self.has(role) && self.quant_of(role)?.is_some() {
+        // A stacked leaf of a per-expert checkpoint: its experts decoded (or dequantised) one
+        // by one, straight into the result — no assembled copy of the stored bytes, and the
+        // experts' float8 grids need not line up with the stacked tensor's.
+        if !self.has(role) {
             if let Some(parts) = layout::leaf_parts(&self.config, role) {
                 let mut out = Vec::new();
                 for p in parts {
@@ -637,6 +658,8 @@ impl TensorSource for Checkpoint {
                 }
                 return Ok(out);
             }
+        }
+        if !self.has(role) && self.quant_of(role)?.is_some() {
             // One expert of a block-quantised fused checkpoint: its slab of the stacked
             // tensor dequantised with the stacked grid, then the wanted rows.
             if let Some((leaf, elems)) = layout::part_location(&self.config, role) {
@@ -658,7 +681,15 @@ impl TensorSource for Checkpoint {
                 return Ok(slab[off..off + elems.len()].to_vec());
             }
         }
-        crate::schema::decode_or_dequantize(self, role)
+        let v = crate::schema::decode_or_dequantize(self, role)?;
+        // Decoded: the mapped pages need not stay resident (a layer-by-layer pass over a
+        // model larger than memory relies on it).
+        self.release_tensor(role);
+        Ok(v)
+    }
+
+    fn release(&self, role: Role) {
+        self.release_tensor(role);
     }
 
     fn read(&self, role: Role) -> Result<Cow<'_, [u8]>> {

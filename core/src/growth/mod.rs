@@ -206,4 +206,7 @@ impl TensorSource for Grown<'_> {
     fn read_f32(&self, role: Role) -> Result<Vec<f32>> {
         self.stage.read_f32(role)
     }
+    fn release(&self, role: Role) {
+        self.stage.release(role)
+    }
 }

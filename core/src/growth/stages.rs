@@ -72,6 +72,9 @@ impl TensorSource for DepthStage<'_> {
     fn quant_of(&self, role: Role) -> Result<Option<crate::quant::BlockQuant>> {
         self.prev.quant_of(self.source(role))
     }
+    fn release(&self, role: Role) {
+        self.prev.release(self.source(role))
+    }
     fn read_scales(&self, role: Role) -> Result<Cow<'_, [u8]>> {
         // A zeroed copy keeps its scales: zero float8 bytes dequantise to zero whatever they
         // are.
@@ -363,6 +366,9 @@ impl TensorSource for WidthStage<'_> {
     }
     fn quant_of(&self, role: Role) -> Result<Option<crate::quant::BlockQuant>> {
         self.prev.quant_of(self.source(role))
+    }
+    fn release(&self, role: Role) {
+        self.prev.release(self.source(role))
     }
     fn read_scales(&self, role: Role) -> Result<Cow<'_, [u8]>> {
         match role.layer_part() {

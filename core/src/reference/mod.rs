@@ -8,6 +8,6 @@ pub mod model;
 pub mod ops;
 pub mod routing;
 
-pub use model::{ForwardOutput, ReferenceModel};
+pub use model::{forward_streamed, ForwardOutput, LayerByLayer, ReferenceModel};
 pub use ops::Mat;
 pub use routing::Choice;

@@ -90,6 +90,173 @@ impl ReferenceModel {
     }
 }
 
+/// The forward pass one layer at a time, for checkpoints whose f32 weights do not fit in
+/// memory: only one layer's weights are decoded at a time, the embedding is read row by row
+/// for the tokens at hand and the head in chunks of rows. Between steps the caller may drop
+/// what it has read ([`crate::Checkpoint::release_memory`], or in the browser evict the
+/// fetched ranges and fetch the next layer's): [`LayerByLayer::roles_of_next`] says which
+/// tensors the next step reads.
+pub struct LayerByLayer {
+    config: ModelConfig,
+    rope: Rope,
+    x: Mat,
+    next: usize,
+    hidden_states: Vec<Mat>,
+    router_logits: Vec<Option<Mat>>,
+    choices: Vec<Option<Vec<Choice>>>,
+}
+
+/// Rows of the LM head decoded at once.
+const HEAD_ROWS: usize = 4096;
+
+/// Rows `rows` of a `[n, cols]` matrix of `src`, decoded (the embedding and head are never
+/// block-quantised, so their rows decode alone).
+fn read_rows<S: TensorSource + ?Sized>(
+    src: &S,
+    role: crate::Role,
+    cols: usize,
+    rows: std::ops::Range<usize>,
+) -> Result<Vec<f32>> {
+    if src.quant_of(role)?.is_some() {
+        let all = read_f32(src, role)?;
+        return Ok(all[rows.start * cols..rows.end * cols].to_vec());
+    }
+    let dtype = src.dtype_of(role)?;
+    let bytes = src.read(role)?;
+    let (Some(a), Some(b)) = (
+        dtype.bytes_for(rows.start * cols),
+        dtype.bytes_for(rows.end * cols),
+    ) else {
+        return read_f32(src, role).map(|v| v[rows.start * cols..rows.end * cols].to_vec());
+    };
+    crate::dtype::try_decode_f32(dtype, &bytes[a..b]).ok_or_else(|| {
+        Error::Invalid(format!(
+            "{} is stored as {}, which moegrow cannot decode",
+            crate::schema::layout::display_name(src.config(), role),
+            dtype.name()
+        ))
+    })
+}
+
+impl LayerByLayer {
+    /// Embed `tokens` (reads only their rows of the embedding).
+    pub fn start<S: TensorSource + ?Sized>(src: &S, tokens: &[u32]) -> Result<LayerByLayer> {
+        let cfg = src.config().clone();
+        cfg.check_computable()?;
+        let (h, t_len) = (cfg.hidden_size, tokens.len());
+        if t_len == 0 {
+            return Err(Error::Invalid("forward needs at least one token".into()));
+        }
+        let mut x = Mat::zeros(t_len, h);
+        for (t, &tok) in tokens.iter().enumerate() {
+            let tok = tok as usize;
+            if tok >= cfg.vocab_size {
+                return Err(Error::Invalid(format!(
+                    "token id {tok} at position {t} is outside the vocabulary (size {})",
+                    cfg.vocab_size
+                )));
+            }
+            x.row_mut(t)
+                .copy_from_slice(&read_rows(src, crate::Role::Embed, h, tok..tok + 1)?);
+        }
+        src.release(crate::Role::Embed);
+        Ok(LayerByLayer {
+            rope: Rope::for_model(&cfg, t_len),
+            hidden_states: Vec::with_capacity(cfg.num_layers + 1),
+            router_logits: Vec::with_capacity(cfg.num_layers),
+            choices: Vec::with_capacity(cfg.num_layers),
+            config: cfg,
+            x,
+            next: 0,
+        })
+    }
+
+    /// Layers still to run.
+    pub fn remaining(&self) -> usize {
+        self.config.num_layers - self.next
+    }
+
+    /// The tensors the next step reads: the next layer's, or the final norm and the head.
+    pub fn roles_of_next(&self) -> Vec<crate::Role> {
+        let cfg = &self.config;
+        if self.next < cfg.num_layers {
+            let mut v = Vec::new();
+            crate::schema::layer(cfg, crate::roles::LayerSlot::Decoder(self.next))
+                .visit(&mut |s| v.push(s.role));
+            v
+        } else {
+            let head = if cfg.tie_word_embeddings {
+                crate::Role::Embed
+            } else {
+                crate::Role::LmHead
+            };
+            vec![crate::Role::FinalNorm, head]
+        }
+    }
+
+    /// Decode the next layer's weights, run it, drop them.
+    pub fn step<S: TensorSource + ?Sized>(&mut self, src: &S) -> Result<()> {
+        let i = self.next;
+        let cfg = &self.config;
+        let layer = crate::schema::layer(cfg, crate::roles::LayerSlot::Decoder(i))
+            .try_map(&mut |s| read_f32(src, s.role))?;
+        self.hidden_states.push(self.x.clone());
+        let (logits, chosen) = layer_forward(cfg, &layer, i, &mut self.x, &self.rope);
+        self.router_logits.push(logits);
+        self.choices.push(chosen);
+        self.next += 1;
+        Ok(())
+    }
+
+    /// The final norm and the head, read in chunks of rows.
+    pub fn finish<S: TensorSource + ?Sized>(mut self, src: &S) -> Result<ForwardOutput> {
+        while self.remaining() > 0 {
+            self.step(src)?;
+        }
+        let cfg = &self.config;
+        let (h, v) = (cfg.hidden_size, cfg.vocab_size);
+        let normed = rms_norm_rows(&self.x, &read_f32(src, crate::Role::FinalNorm)?, cfg.rms_norm_eps);
+        let head = if cfg.tie_word_embeddings {
+            crate::Role::Embed
+        } else {
+            crate::Role::LmHead
+        };
+        let t = normed.rows;
+        let mut logits = Mat::zeros(t, v);
+        for start in (0..v).step_by(HEAD_ROWS) {
+            let end = (start + HEAD_ROWS).min(v);
+            let w = read_rows(src, head, h, start..end)?;
+            src.release(head);
+            let part = linear(&normed, &w, end - start);
+            for r in 0..t {
+                logits.row_mut(r)[start..end].copy_from_slice(part.row(r));
+            }
+        }
+        self.hidden_states.push(normed);
+        Ok(ForwardOutput {
+            logits,
+            hidden_states: self.hidden_states,
+            router_logits: self.router_logits,
+            choices: self.choices,
+        })
+    }
+}
+
+/// The forward pass of any model, one layer's weights in memory at a time; `between` runs
+/// after each layer (a checkpoint's `release_memory` keeps the resident set flat).
+pub fn forward_streamed<S: TensorSource + ?Sized>(
+    src: &S,
+    tokens: &[u32],
+    mut between: impl FnMut(),
+) -> Result<ForwardOutput> {
+    let mut f = LayerByLayer::start(src, tokens)?;
+    while f.remaining() > 0 {
+        f.step(src)?;
+        between();
+    }
+    f.finish(src)
+}
+
 /// Decoder layer `i` applied to the residual stream `x` in place; returns the router logits and
 /// the experts chosen (MoE layers).
 pub fn layer_forward(

@@ -38,6 +38,9 @@ pub trait TensorSource: Sync {
         )))
     }
 
+    /// Done with `role` for now: a memory-mapped source may drop its pages (a no-op elsewhere).
+    fn release(&self, _role: Role) {}
+
     /// The values as f32: decoded, and dequantised with their scales when block-quantised.
     fn read_f32(&self, role: Role) -> Result<Vec<f32>> {
         decode_or_dequantize(self, role)
@@ -90,5 +93,8 @@ impl<S: TensorSource + ?Sized> TensorSource for &S {
     }
     fn read_f32(&self, role: Role) -> Result<Vec<f32>> {
         (**self).read_f32(role)
+    }
+    fn release(&self, role: Role) {
+        (**self).release(role)
     }
 }

@@ -1,5 +1,7 @@
 //! `moegrow bench grow`: growth throughput and peak memory on a synthetic checkpoint of
 //! several GB, against a plain copy of the same bytes measured in the same run.
+//! `moegrow bench verify`: peak memory of `grow --verify` on synthetic checkpoints with
+//! Qwen3-30B-A3B's real layer shape at two depths, to show it is flat in the layer count.
 
 use anyhow::Context;
 use moegrow_core::checkpoint::{write_checkpoint, WriteOptions};
@@ -49,6 +51,112 @@ pub enum What {
         #[arg(long)]
         keep: bool,
     },
+    /// Peak RSS of `grow --verify` on Qwen3-30B-A3B-shaped checkpoints (hidden 2048, 128
+    /// experts of FFN 768, 32 query / 4 KV heads, bf16) at several depths.
+    Verify {
+        /// Layer counts to measure (each source is about 1.25 GB per layer plus 1.2 GB).
+        #[arg(long, value_delimiter = ',', default_value = "4,8")]
+        layers: Vec<usize>,
+        #[arg(long, default_value = "/var/tmp/moegrow-bench-verify")]
+        dir: PathBuf,
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+}
+
+/// Run a child process to its end; its exit status and peak resident set in bytes (0 where
+/// the platform does not report it).
+fn run_measured(cmd: &mut Command) -> anyhow::Result<(bool, u64)> {
+    let child = cmd.spawn()?;
+    #[cfg(unix)]
+    {
+        let mut status = 0;
+        let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: wait4 writes the status and the rusage we pass for a child we spawned.
+        let r = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut ru) };
+        anyhow::ensure!(r > 0, "waiting for the child failed");
+        let ok = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
+        Ok((ok, ru.ru_maxrss as u64 * 1024))
+    }
+    #[cfg(not(unix))]
+    {
+        let mut child = child;
+        Ok((child.wait()?.success(), 0))
+    }
+}
+
+fn verify_bench(layers: &[usize], dir: &Path, json_out: Option<PathBuf>) -> anyhow::Result<()> {
+    let exe = std::env::current_exe()?;
+    let mut rows = Vec::new();
+    for &n in layers {
+        let _ = std::fs::remove_dir_all(dir);
+        std::fs::create_dir_all(dir)?;
+        let preset = Preset {
+            name: "qwen3-30b-a3b-shape",
+            vocab_size: 151936,
+            hidden_size: 2048,
+            num_layers: n,
+            num_heads: 32,
+            num_kv_heads: 4,
+            head_dim: 128,
+            num_experts: 128,
+            top_k: 8,
+            expert_intermediate: 768,
+        };
+        let cfg = ModelConfig::from_json(preset.config_json(DType::BF16))?;
+        let src = dir.join("source");
+        eprintln!("bench verify: writing a {n}-layer Qwen3-30B-A3B-shaped source (bf16)…");
+        let init = Initialiser::new(&cfg, DType::BF16, 0, 0.02);
+        write_checkpoint(
+            &src,
+            &cfg.to_json_string(),
+            &init.tensors(),
+            None,
+            &WriteOptions {
+                max_shard_bytes: 4_000_000_000,
+                force: true,
+                ..Default::default()
+            },
+            |_| {},
+        )?;
+        let counts = moegrow_core::analysis::param_counts_for(&cfg);
+        let h = cfg.hidden_size as u64;
+        let v = cfg.vocab_size as u64;
+        let layer_f32 = (counts.total - 2 * v * h - h) / n as u64 * 4;
+        let map: Vec<String> = (0..n).map(|i| i.to_string()).collect();
+        eprintln!("bench verify: grow --verify of {n} layers…");
+        let t = Instant::now();
+        let (ok, peak) = run_measured(
+            Command::new(&exe)
+                .arg("grow")
+                .arg(&src)
+                .arg(dir.join("grown"))
+                .args(["--layer-map", &map.join(","), "--verify", "--force"])
+                .stdout(std::process::Stdio::null()),
+        )?;
+        anyhow::ensure!(ok, "moegrow grow --verify failed on {n} layers");
+        rows.push(json!({
+            "layers": n,
+            "source_bytes": dir_bytes(&src),
+            "one_layer_f32_bytes": layer_f32,
+            "peak_rss_bytes": peak,
+            "budget_bytes": layer_f32 + 500_000_000,
+            "within_budget": peak <= layer_f32 + 500_000_000,
+            "seconds": t.elapsed().as_secs_f64(),
+        }));
+        std::fs::remove_dir_all(dir)?;
+    }
+    let peaks: Vec<u64> = rows.iter().filter_map(|r| r["peak_rss_bytes"].as_u64()).collect();
+    let result = json!({
+        "model": "Qwen3-30B-A3B layer shape (hidden 2048, 128 experts, FFN 768, 32/4 heads, vocab 151936, bf16)",
+        "runs": rows,
+        "peak_rss_growth_bytes": peaks.last().zip(peaks.first()).map(|(a, b)| *a as i64 - *b as i64),
+    });
+    println!("{}", serde_json::to_string_pretty(&result)?);
+    if let Some(p) = json_out {
+        std::fs::write(&p, serde_json::to_string_pretty(&result)?)?;
+    }
+    Ok(())
 }
 
 /// Bytes the bench's growth (depth ×2, width ×2) will write.
@@ -131,6 +239,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             tokens,
             json,
         } => return super::bench_gpu::run(checkpoint, runs, tokens, json),
+        What::Verify { layers, dir, json } => return verify_bench(&layers, &dir, json),
         What::Grow {
             layers,
             dir,

@@ -4,7 +4,7 @@ use anyhow::{bail, Context};
 use moegrow_core::analysis::{param_counts_for, ParamCounts};
 use moegrow_core::checkpoint::{parse_size, write_checkpoint, WriteOptions};
 use moegrow_core::growth::{AuxCoef, DepthMethod, GrowthOptions, GrowthPlan, NewExperts, NoiseOn};
-use moegrow_core::reference::ReferenceModel;
+use moegrow_core::reference::forward_streamed;
 use moegrow_core::ExpertLayout;
 use std::path::{Path, PathBuf};
 
@@ -254,8 +254,10 @@ fn verify(a: &Args, src: &moegrow_core::Checkpoint) -> anyhow::Result<()> {
         Some(p) => super::forward::parse_tokens(p)?,
         None => (0..16u32).map(|i| (i * 7919 + 13) % v).collect(),
     };
-    let before = ReferenceModel::load(src)?.forward(&tokens)?.logits;
-    let after = ReferenceModel::load(&grown)?.forward(&tokens)?.logits;
+    // One layer's weights in f32 at a time, the touched pages of both checkpoints dropped
+    // after each: verifying a 30B model takes a few GB, not the model in f32.
+    let before = forward_streamed(src, &tokens, || src.release_memory())?.logits;
+    let after = forward_streamed(&grown, &tokens, || grown.release_memory())?.logits;
     let r = moegrow_core::analysis::compare_logits(&before, &after);
     println!(
         "verify  {} probe tokens: max |Δlogit| {:.3e}, mean KL(base‖grown) {:.3e}, top-1 agreement {:.1}%",
