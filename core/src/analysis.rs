@@ -84,6 +84,11 @@ pub fn bytes_by_dtype(ckpt: &Checkpoint) -> BTreeMap<&'static str, (usize, u64)>
         let slot = out.entry(e.dtype.name()).or_insert((0usize, 0u64));
         slot.0 += 1;
         slot.1 += e.nbytes() as u64;
+        if let Some(s) = &e.scale {
+            let slot = out.entry(s.dtype.name()).or_insert((0usize, 0u64));
+            slot.0 += 1;
+            slot.1 += s.range.len() as u64;
+        }
     }
     out
 }
@@ -481,7 +486,7 @@ pub fn summary(ckpt: &Checkpoint) -> Summary {
         tie_word_embeddings: c.tie_word_embeddings,
         train_flops_per_token: p.train_flops_per_token(),
         parameters: p,
-        tensors: ckpt.entries().len(),
+        tensors: ckpt.entries().len() + ckpt.entries().iter().filter(|e| e.scale.is_some()).count(),
         bytes_by_dtype: bytes_by_dtype(ckpt)
             .into_iter()
             .map(|(d, (tensors, bytes))| (d.to_string(), DtypeBytes { tensors, bytes }))
