@@ -172,3 +172,80 @@ fn hub_checkpoints_match_transformers_on_the_gpu() {
         assert!(d <= 1e-3, "{n}: GPU logit {i} differs from transformers by {d:e}");
     }
 }
+
+/// The plans of `fixtures/hub/check_grown.sh`, as the CLI builds them.
+fn plan(name: &str) -> Option<GrowthOptions> {
+    Some(match name {
+        "w2" => GrowthOptions::width(2, 0.0),
+        "w2-noise" => GrowthOptions {
+            seed: 1,
+            ..GrowthOptions::width(2, 0.01)
+        },
+        "d2-zero-w2" => GrowthOptions {
+            depth: Some(2),
+            zero_init_copies: true,
+            ..GrowthOptions::width(2, 0.0)
+        },
+        "d2-w2-noise" => GrowthOptions {
+            depth: Some(2),
+            seed: 2,
+            ..GrowthOptions::width(2, 0.01)
+        },
+        "stack2" => GrowthOptions::depth(2, DepthMethod::Stack),
+        _ => return None,
+    })
+}
+
+/// `check_grown.sh` grew every hub fixture, converted the FP8 ones to bf16, loaded each output in
+/// transformers (FP8 through its own FP8 loader) and committed the logits. moegrow produces the
+/// same outputs again (seeded, byte-reproducible) and its forward pass of them must match
+/// transformers' within 1e-4; the record must show every output loaded with no missing tensor
+/// (the unexpected ones are the multi-token-prediction layers transformers ignores).
+#[test]
+fn grown_hub_checkpoints_match_what_transformers_computes_for_them() {
+    let hub = fixtures_dir().join("hub");
+    let record: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(hub.join("transformers_loads_grown.json")).unwrap(),
+    )
+    .unwrap();
+    let bytes = std::fs::read(hub.join("grown_reference.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut checked = 0;
+    for (key, r) in record.as_object().unwrap() {
+        let (fixture, plan_name) = key.split_once('/').unwrap();
+        assert!(r["loaded"].as_bool().unwrap() && r["missing_keys"].as_array().unwrap().is_empty(), "{key}: {r}");
+        let layers = r["num_hidden_layers"].as_u64().unwrap();
+        for k in r["unexpected_keys"].as_array().unwrap() {
+            assert!(
+                k.as_str().unwrap().starts_with(&format!("model.layers.{layers}.")),
+                "{key}: unexpected key {k} is not a multi-token-prediction tensor"
+            );
+        }
+        let src = Checkpoint::open(hub.join(fixture)).unwrap();
+        let tokens = Reference::load(&hub.join(fixture)).tokens;
+        let out = tmp.path().join(key.replace('/', "@"));
+        let ours = match plan(plan_name) {
+            Some(o) => {
+                let grown = o.plan().unwrap().apply(&src).unwrap();
+                let g = write(&grown, &out, src.layout, Storage::AsSource);
+                forward_streamed(&g, &tokens, || {}).unwrap().logits
+            }
+            None => {
+                assert_eq!(plan_name, "bf16");
+                let b = write(&src, &out, src.layout, Storage::Values(DType::BF16));
+                forward_streamed(&b, &tokens, || {}).unwrap().logits
+            }
+        };
+        let view = st.tensor(key).unwrap();
+        let want: Vec<f32> = view
+            .data()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+            .collect();
+        let (d, i) = max_abs_diff(&ours.data, &want);
+        assert!(d <= 1e-4, "{key}: moegrow's logit {i} differs from transformers' by {d:e}");
+        checked += 1;
+    }
+    assert!(checked >= 30, "{checked} grown hub checkpoints checked");
+}
