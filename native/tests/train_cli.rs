@@ -338,3 +338,52 @@ fn a_toml_config_sets_options_and_flags_override_it() {
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(err.contains("run.toml") && err.contains("stepz"), "{err}");
 }
+
+/// A checkpoint without a tokenizer is a clear error naming the two fixes, never a silently
+/// trained tokenizer; `--train-tokenizer` trains one, `--tokenizer PATH` takes one, and the
+/// end-of-document token comes from the tokenizer's own `tokenizer_config.json`.
+#[test]
+fn tokenizers_come_from_the_checkpoint_or_are_asked_for() {
+    let tmp = tempfile::tempdir().unwrap();
+    let c = corpus(tmp.path());
+    let cs = c.to_str().unwrap();
+    let bare = tmp.path().join("bare");
+    ok(moegrow(&["init", bare.to_str().unwrap(), "--preset", "tiny"]));
+    let run = |extra: &[&str], out: &str| {
+        let o = tmp.path().join(out);
+        let mut args = vec![
+            "train", "--init", bare.to_str().unwrap(), "--out", o.to_str().unwrap(), "--corpus", cs,
+            "--steps", "2", "--batch-size", "2", "--seq-len", "32", "--device", "cpu",
+            "--eval-sequences", "1", "--vocab-size", "300",
+        ];
+        args.extend_from_slice(extra);
+        (moegrow(&args), o)
+    };
+    let (o, _) = run(&[], "refused");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        o.status.code() == Some(1) && err.contains("--tokenizer PATH") && err.contains("--train-tokenizer"),
+        "{err}"
+    );
+    let (o, trained) = ok_pair(run(&["--train-tokenizer"], "trained"));
+    drop(o);
+    let cfg: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(trained.join("final/tokenizer_config.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(cfg["eos_token"], "<|endoftext|>");
+    // Another run takes that tokenizer by path; a tokenizer_config.json that names a token the
+    // vocabulary lacks is an error naming the file and the token.
+    let tok = tmp.path().join("tok");
+    std::fs::create_dir_all(&tok).unwrap();
+    std::fs::copy(trained.join("final/tokenizer.json"), tok.join("tokenizer.json")).unwrap();
+    ok_pair(run(&["--tokenizer", tok.to_str().unwrap()], "by-path"));
+    std::fs::write(tok.join("tokenizer_config.json"), r#"{"eos_token": "</s>"}"#).unwrap();
+    let (o, _) = run(&["--tokenizer", tok.to_str().unwrap()], "bad-eos");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.code() == Some(1) && err.contains("`</s>`") && err.contains("tokenizer_config.json"), "{err}");
+}
+
+fn ok_pair((o, p): (Output, PathBuf)) -> (Output, PathBuf) {
+    (ok(o), p)
+}

@@ -96,6 +96,13 @@ pub struct Args {
     /// Vocabulary of the tokenizer trained when the checkpoint brings none.
     #[arg(long)]
     pub vocab_size: Option<usize>,
+    /// The tokenizer to use: a tokenizer.json, or a directory with one (and its
+    /// tokenizer_config.json). Default: the --init checkpoint's.
+    #[arg(long)]
+    pub tokenizer: Option<PathBuf>,
+    /// Train a new byte-level BPE tokenizer on the corpus when the --init checkpoint has none.
+    #[arg(long)]
+    pub train_tokenizer: bool,
     /// Also write metrics.csv.
     #[arg(long)]
     pub csv: bool,
@@ -159,6 +166,10 @@ pub fn resolve(a: &Args) -> anyhow::Result<TrainConfig> {
         c.vocab_size = a.vocab_size;
     }
     c.csv |= a.csv;
+    c.train_tokenizer |= a.train_tokenizer;
+    if a.tokenizer.is_some() {
+        c.tokenizer = a.tokenizer.clone();
+    }
     Ok(c)
 }
 

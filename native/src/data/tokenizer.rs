@@ -32,11 +32,68 @@ pub fn train(corpus: &Corpus, vocab_size: usize) -> anyhow::Result<Tokenizer> {
     Ok(Tokenizer::from(tk))
 }
 
-/// Token ids of documents, each followed by EOS.
+/// Token ids of documents, each followed by our tokenizers' EOS.
 pub fn encode(tk: &Tokenizer, docs: &[super::corpus::Document]) -> anyhow::Result<Vec<u32>> {
     let eos = tk
         .token_to_id(EOS)
         .context("the tokenizer has no end-of-document token")?;
+    encode_with(tk, eos, docs)
+}
+
+/// The end-of-document token of a tokenizer from the hub: `eos_token` of
+/// `tokenizer_config.json`, else `eos_token_id` of `generation_config.json`, else of
+/// `config.json` (the first of a list), looked up in `dirs` in order; our own tokenizers'
+/// `<|endoftext|>` when none of them says.
+pub fn end_of_document(tk: &Tokenizer, dirs: &[&std::path::Path]) -> anyhow::Result<(u32, String)> {
+    let read = |dir: &std::path::Path, file: &str| -> Option<serde_json::Value> {
+        serde_json::from_str(&std::fs::read_to_string(dir.join(file)).ok()?).ok()
+    };
+    let by_id = |v: &serde_json::Value| -> Option<u32> {
+        v.as_u64()
+            .or_else(|| v.as_array()?.first()?.as_u64())
+            .map(|i| i as u32)
+    };
+    for dir in dirs {
+        if let Some(c) = read(dir, "tokenizer_config.json") {
+            let tok = c["eos_token"]
+                .as_str()
+                .or_else(|| c["eos_token"]["content"].as_str());
+            if let Some(t) = tok {
+                let id = tk.token_to_id(t).with_context(|| {
+                    format!(
+                        "{}: eos_token `{t}` is not in the tokenizer's vocabulary",
+                        dir.join("tokenizer_config.json").display()
+                    )
+                })?;
+                return Ok((id, t.to_string()));
+            }
+        }
+        for file in ["generation_config.json", "config.json"] {
+            if let Some(id) = read(dir, file).and_then(|c| by_id(&c["eos_token_id"])) {
+                let t = tk.id_to_token(id).with_context(|| {
+                    format!(
+                        "{}: eos_token_id {id} is not in the tokenizer's vocabulary",
+                        dir.join(file).display()
+                    )
+                })?;
+                return Ok((id, t));
+            }
+        }
+    }
+    match tk.token_to_id(EOS) {
+        Some(id) => Ok((id, EOS.to_string())),
+        None => anyhow::bail!(
+            "cannot tell this tokenizer's end-of-document token: give `eos_token` in tokenizer_config.json (or `eos_token_id` in generation_config.json)"
+        ),
+    }
+}
+
+/// Token ids of documents, each followed by `eos`.
+pub fn encode_with(
+    tk: &Tokenizer,
+    eos: u32,
+    docs: &[super::corpus::Document],
+) -> anyhow::Result<Vec<u32>> {
     let mut ids = Vec::new();
     for d in docs {
         let enc = tk

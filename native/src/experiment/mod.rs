@@ -237,6 +237,8 @@ fn train_base(
         save_every: ckpt_steps[0],
         keep_checkpoints: 1000,
         seed: a.seed,
+        // A freshly initialised base: its tokenizer is trained on the study's corpus.
+        train_tokenizer: true,
         ..TrainConfig::default()
     };
     run_training(

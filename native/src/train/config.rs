@@ -50,6 +50,12 @@ pub struct TrainConfig {
     pub init_std: f32,
     /// Tokenizer vocabulary when one has to be trained (default: the model's vocabulary).
     pub vocab_size: Option<usize>,
+    /// The tokenizer to train with: a `tokenizer.json` or a directory holding one (with its
+    /// `tokenizer_config.json`); default: the run's own, or the `--init` checkpoint's.
+    pub tokenizer: Option<PathBuf>,
+    /// Train a new tokenizer on the corpus even though the checkpoint brings none (its
+    /// embeddings then learn new tokens).
+    pub train_tokenizer: bool,
     /// Also write `metrics.csv`.
     pub csv: bool,
 }
@@ -85,6 +91,8 @@ impl Default for TrainConfig {
             seed: 0,
             init_std: 0.02,
             vocab_size: None,
+            tokenizer: None,
+            train_tokenizer: false,
             csv: false,
         }
     }

@@ -401,18 +401,18 @@ impl Trainer {
     pub fn save(
         &mut self,
         dir: &Path,
-        tokenizer_json: &[u8],
+        tokenizer_files: &[(String, Vec<u8>)],
         with_optimizer: bool,
     ) -> anyhow::Result<()> {
         self.net.store(&mut self.host)?;
         let total = self.state.sunk_flops + self.state.trained_flops;
-        let mut extra = vec![
-            ("tokenizer.json".to_string(), tokenizer_json.to_vec()),
+        let mut extra = tokenizer_files.to_vec();
+        extra.extend([
             (
                 STATE_FILE.to_string(),
                 serde_json::to_vec_pretty(&self.state)?,
             ),
-        ];
+        ]);
         if with_optimizer {
             let bytes = self
                 .optim
@@ -513,7 +513,8 @@ fn open_run_dir(
 
 /// The tokenised corpus of a run.
 struct RunData {
-    tokenizer_json: Vec<u8>,
+    /// `tokenizer.json` and `tokenizer_config.json`, written into every checkpoint.
+    tokenizer_files: Vec<(String, Vec<u8>)>,
     train: Batches,
     eval: Vec<(Vec<i64>, Vec<i64>)>,
     /// Held-out cross-entropy of the training unigram distribution (the baseline).
@@ -531,15 +532,42 @@ fn prepare_data(
 ) -> anyhow::Result<RunData> {
     let corpus = Corpus::load_or_default(cfg.corpus.as_deref())?.0;
     let tok_path = out.join("tokenizer.json");
-    let init_tok = cfg.init.as_ref().map(|p| p.join("tokenizer.json"));
-    let tk: Tokenizer = if tok_path.exists() && resume {
-        Tokenizer::from_file(&tok_path)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", tok_path.display()))?
-    } else if let Some(p) = init_tok.as_ref().filter(|p| p.exists()) {
-        Tokenizer::from_file(p).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?
-    } else {
-        tokenizer::train(&corpus, cfg.vocab_size.unwrap_or(model_vocab))?
+    let load = |p: &Path| -> anyhow::Result<(Tokenizer, PathBuf)> {
+        let (file, dir) = if p.is_dir() {
+            (p.join("tokenizer.json"), p.to_path_buf())
+        } else {
+            (p.to_path_buf(), p.parent().unwrap_or(Path::new(".")).to_path_buf())
+        };
+        let tk = Tokenizer::from_file(&file)
+            .map_err(|e| anyhow::anyhow!("{}: not a usable tokenizer: {e}", file.display()))?;
+        Ok((tk, dir))
     };
+    // The tokenizer, and where its end-of-document token is declared.
+    let (tk, tok_dir): (Tokenizer, Option<PathBuf>) = if tok_path.exists() && resume {
+        let (tk, dir) = load(&tok_path)?;
+        (tk, Some(dir))
+    } else if let Some(p) = &cfg.tokenizer {
+        let (tk, dir) = load(p)?;
+        (tk, Some(dir))
+    } else if let Some(init) = cfg.init.as_ref().filter(|i| i.join("tokenizer.json").exists()) {
+        let (tk, dir) = load(init)?;
+        (tk, Some(dir))
+    } else if cfg.init.is_none() || cfg.train_tokenizer {
+        // From scratch there is no tokenizer to keep; asked to, train one on the corpus.
+        (tokenizer::train(&corpus, cfg.vocab_size.unwrap_or(model_vocab))?, None)
+    } else {
+        let init = cfg.init.as_ref().expect("checked");
+        bail!(
+            "{} has no tokenizer.json: pass --tokenizer PATH (the tokenizer it was trained with) or --train-tokenizer (a new one trained on the corpus, which the checkpoint's embeddings have never seen)",
+            init.display()
+        );
+    };
+    let dirs: Vec<&Path> = tok_dir
+        .iter()
+        .map(|d| d.as_path())
+        .chain(cfg.init.iter().map(|p| p.as_path()))
+        .collect();
+    let (eos, eos_token) = tokenizer::end_of_document(&tk, &dirs)?;
     let tok_vocab = tk.get_vocab_size(true);
     if tok_vocab > model_vocab {
         bail!("the tokenizer has {tok_vocab} tokens but the model's vocabulary is {model_vocab}; pass a smaller --vocab-size");
@@ -549,12 +577,16 @@ fn prepare_data(
         .map_err(|e| anyhow::anyhow!("cannot serialise the tokenizer: {e}"))?
         .into_bytes();
     std::fs::write(&tok_path, &tokenizer_json)?;
+    // The end-of-document token travels with the tokenizer (a resumed run and the written
+    // checkpoints know it, and transformers' AutoTokenizer reads it).
+    let tokenizer_config = serde_json::to_vec_pretty(&json!({"eos_token": eos_token}))?;
+    std::fs::write(out.join("tokenizer_config.json"), &tokenizer_config)?;
     std::fs::write(
         out.join("train.json"),
         serde_json::to_string_pretty(cfg)? + "\n",
     )?;
-    let train_ids = tokenizer::encode(&tk, &corpus.train)?;
-    let eval_ids = tokenizer::encode(&tk, &corpus.heldout)?;
+    let train_ids = tokenizer::encode_with(&tk, eos, &corpus.train)?;
+    let eval_ids = tokenizer::encode_with(&tk, eos, &corpus.heldout)?;
     let unigram = tokenizer::unigram_cross_entropy(&train_ids, &eval_ids, model_vocab);
     let train = Batches::new(train_ids, cfg.seq_len, cfg.seed)?;
     let eval = eval_windows(&eval_ids, cfg.seq_len, cfg.eval_sequences);
@@ -562,7 +594,10 @@ fn prepare_data(
         bail!("the held-out text has fewer than {} tokens; use a larger corpus or a shorter --seq-len", cfg.seq_len + 1);
     }
     Ok(RunData {
-        tokenizer_json,
+        tokenizer_files: vec![
+            ("tokenizer.json".into(), tokenizer_json),
+            ("tokenizer_config.json".into(), tokenizer_config),
+        ],
         train,
         eval,
         unigram,
@@ -673,7 +708,7 @@ pub fn run(mut cfg: TrainConfig, o: RunOptions) -> anyhow::Result<serde_json::Va
         None => starting_weights(&cfg)?,
     };
     let RunData {
-        tokenizer_json,
+        tokenizer_files,
         train: mut data,
         eval,
         unigram,
@@ -776,7 +811,7 @@ pub fn run(mut cfg: TrainConfig, o: RunOptions) -> anyhow::Result<serde_json::Va
         bar.set_position(step as u64);
         if cfg.save_every > 0 && step % cfg.save_every == 0 && step < cfg.steps {
             let dir = out.join("checkpoints").join(format!("step-{step:07}"));
-            t.save(&dir, &tokenizer_json, true)?;
+            t.save(&dir, &tokenizer_files, true)?;
             prune_checkpoints(out, cfg.keep_checkpoints)?;
         }
         if o.kill_after == Some(step) {
@@ -785,7 +820,7 @@ pub fn run(mut cfg: TrainConfig, o: RunOptions) -> anyhow::Result<serde_json::Va
         }
     }
     bar.finish_and_clear();
-    t.save(&out.join("final"), &tokenizer_json, false)?;
+    t.save(&out.join("final"), &tokenizer_files, false)?;
     plot_metrics(out, unigram)?;
     let summary = json!({
         "steps": t.state.step, "tokens": t.state.tokens,
