@@ -453,6 +453,8 @@ pub struct Summary {
     /// Settings the computing commands refuse (the checkpoint still opens, grows and
     /// converts).
     pub not_computed: Vec<String>,
+    /// What the files do that the `safetensors` library would refuse.
+    pub warnings: Vec<String>,
 }
 
 pub fn summary(ckpt: &Checkpoint) -> Summary {
@@ -493,6 +495,7 @@ pub fn summary(ckpt: &Checkpoint) -> Summary {
             .collect(),
         rope: rope_words(c),
         not_computed: c.not_computed.clone(),
+        warnings: ckpt.warnings(),
     }
 }
 

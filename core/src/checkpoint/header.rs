@@ -32,6 +32,36 @@ pub struct Header {
     pub metadata: BTreeMap<String, String>,
     /// Where the data section starts (8 + header length).
     pub data_start: usize,
+    /// What moegrow reads but the `safetensors` library (and so transformers) would refuse:
+    /// gaps between tensors, bytes after the last one, a name given twice.
+    pub warnings: Vec<String>,
+}
+
+/// The top-level header object with its keys in file order and repeats kept (a JSON map would
+/// keep only the last of two equal names, hiding the first).
+struct Entries(Vec<(String, Value)>);
+
+impl<'de> serde::Deserialize<'de> for Entries {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Entries;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut m: A,
+            ) -> std::result::Result<Entries, A::Error> {
+                let mut v = Vec::new();
+                while let Some(e) = m.next_entry::<String, Value>()? {
+                    v.push(e);
+                }
+                Ok(Entries(v))
+            }
+        }
+        d.deserialize_map(V)
+    }
 }
 
 /// How many leading bytes must be fetched to parse the header: 8 plus the length the first
@@ -71,17 +101,26 @@ pub fn parse_header(file: &str, prefix: &[u8], file_len: u64) -> Result<Header> 
     let data_start = header_len(file, prefix, file_len)?;
     let text = std::str::from_utf8(&prefix[8..data_start])
         .map_err(|e| bad(format!("header is not UTF-8: {e}")))?;
-    let json: Value = serde_json::from_str(text.trim_end_matches([' ', '\0']))
-        .map_err(|e| bad(format!("header is not valid JSON: {e}")))?;
-    let Value::Object(map) = json else {
+    let text = text.trim_end_matches([' ', '\0']);
+    let json: Value =
+        serde_json::from_str(text).map_err(|e| bad(format!("header is not valid JSON: {e}")))?;
+    if !json.is_object() {
         return Err(bad("header is not a JSON object".into()));
-    };
+    }
+    let Entries(map) = serde_json::from_str(text)
+        .map_err(|e| bad(format!("header is not valid JSON: {e}")))?;
     let data_len = (file_len as usize) - data_start;
     let mut header = Header {
         data_start,
         ..Header::default()
     };
+    let mut names = std::collections::HashSet::new();
     for (name, entry) in map {
+        if !names.insert(name.clone()) {
+            header.warnings.push(format!(
+                "tensor `{name}` is declared twice (the safetensors library keeps only one of them)"
+            ));
+        }
         if name == "__metadata__" {
             let Value::Object(m) = entry else {
                 return Err(bad("`__metadata__` must be an object of strings".into()));
@@ -172,6 +211,24 @@ pub fn parse_header(file: &str, prefix: &[u8], file_len: u64) -> Result<Header> 
                 pair[0].name, pair[1].name
             )));
         }
+    }
+    // The reference library requires the data section to be exactly the tensors, back to back.
+    let mut at = data_start;
+    for t in &header.tensors {
+        if t.range.start > at {
+            header.warnings.push(format!(
+                "{} unused bytes before tensor `{}` (the safetensors library refuses gaps)",
+                t.range.start - at,
+                t.name
+            ));
+        }
+        at = at.max(t.range.end);
+    }
+    if (file_len as usize) > at {
+        header.warnings.push(format!(
+            "{} bytes after the last tensor's data (the safetensors library refuses such a file: not fully covered)",
+            file_len as usize - at
+        ));
     }
     Ok(header)
 }

@@ -462,6 +462,15 @@ impl Checkpoint {
         let _ = role;
     }
 
+    /// What the shards' headers do that the `safetensors` library refuses (moegrow reads them;
+    /// transformers would not), each naming its file.
+    pub fn warnings(&self) -> Vec<String> {
+        self.shards
+            .iter()
+            .flat_map(|s| s.header.warnings.iter().map(move |w| format!("{}: {w}", s.name)))
+            .collect()
+    }
+
     /// All tensors, in canonical order.
     pub fn entries(&self) -> &[TensorEntry] {
         &self.entries

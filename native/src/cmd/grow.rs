@@ -146,6 +146,9 @@ fn ensure_space(out: &Path, needed: u64, free: Option<u64>) -> anyhow::Result<()
 pub fn run(a: Args) -> anyhow::Result<()> {
     let plan = plan(&a)?;
     let src = super::open(&a.source)?;
+    for w in src.warnings() {
+        eprintln!("warning: {w}");
+    }
     let layout = match a.layout.as_deref() {
         None => src.layout,
         Some("per-expert") => ExpertLayout::PerExpert,

@@ -69,6 +69,9 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     }
     let s = &r.summary;
     let p = &s.parameters;
+    for w in &s.warnings {
+        eprintln!("warning: {w}");
+    }
     println!(
         "checkpoint   {} ({} layout, {} file(s))",
         r.path,
