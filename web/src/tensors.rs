@@ -5,6 +5,7 @@ use crate::progress::Progress;
 use crate::session::Session;
 use moegrow_core::analysis::{Histogram, StatsAccumulator};
 use moegrow_core::dtype::decode_f32;
+use moegrow_core::DType;
 use serde_json::{json, Value};
 
 /// Bytes per read when streaming a tensor.
@@ -35,17 +36,56 @@ pub fn table(s: &Session) -> Value {
 /// passes (the histogram's range is the first pass's min..max) unless the tensor fits in one
 /// slice.
 pub async fn stats(s: &Session, name: &str, bins: usize, p: &Progress) -> Result<Value, String> {
-    let (shard, range, dtype) = {
+    let (shard, range, dtype, shape, scale) = {
         let c = s.ckpt.borrow();
         let e = c
             .entries()
             .iter()
             .find(|e| e.name == name)
             .ok_or_else(|| format!("no tensor named `{name}` in this checkpoint"))?;
-        (e.shard, e.range.clone(), e.dtype)
+        (e.shard, e.range.clone(), e.dtype, e.shape.clone(), e.scale.clone())
     };
     let file = s.ckpt.borrow().shards[shard].name.clone();
     let src = &s.shards[shard];
+    if let Some(sc) = scale {
+        // A float8 weight: the statistics of its values, dequantised block row by block row
+        // with its (small) scale grid.
+        let sfile = s.ckpt.borrow().shards[sc.shard].name.clone();
+        let scales = decode_f32(sc.dtype, &s.shards[sc.shard].read(&sfile, sc.range.start as u64..sc.range.end as u64).await?);
+        let q = moegrow_core::quant::BlockQuant {
+            block: sc.block,
+            scale_dtype: sc.dtype,
+        };
+        let cols = *shape.last().unwrap_or(&1);
+        let band = sc.block[0] * cols; // bytes of one block row (e4m3: one byte per value)
+        let grid_cols = cols.div_ceil(sc.block[1]);
+        let mut acc = StatsAccumulator::default();
+        let mut values = Vec::new();
+        let mut at = 0usize;
+        while at < range.len() {
+            let to = (at + band.max(1) * (CHUNK as usize / band.max(1)).max(1)).min(range.len());
+            let bytes = src.read(&file, (range.start + at) as u64..(range.start + to) as u64).await?;
+            let (r0, r1) = (at / cols, to / cols);
+            // Rows r0..r1 of the stacked matrix: each row's grid row, per leading index.
+            let per = shape.get(shape.len().saturating_sub(2)).copied().unwrap_or(1);
+            let mut out = Vec::with_capacity(bytes.len());
+            for (k, r) in (r0..r1).enumerate() {
+                let (x, i) = (r / per, r % per);
+                let grid_row = x * per.div_ceil(q.block[0]) + i / q.block[0];
+                let srow = &scales[grid_row * grid_cols..(grid_row + 1) * grid_cols];
+                let row = decode_f32(DType::F8E4M3, &bytes[k * cols..(k + 1) * cols]);
+                out.extend(row.iter().enumerate().map(|(j, v)| v * srow[j / q.block[1]]));
+            }
+            acc.push(&out);
+            values.extend(out);
+            at = to;
+            p.report(at as f64, range.len() as f64, name).await?;
+        }
+        let st = acc.finish();
+        let mut h = Histogram::new(st.min, st.max, bins);
+        h.push(&values);
+        return Ok(json!({"name": name, "dtype": dtype.name(), "dequantised": true, "stats": st, "histogram": h}));
+    }
     if !dtype.decodes() {
         return Err(format!(
             "`{name}` is stored as {}, which moegrow carries but does not decode to numbers",

@@ -367,3 +367,46 @@ fn grow_options_are_checked() {
     assert!(bad(r#"{"experts": 2, "max_shard_size": "5 parsecs"}"#).contains("unknown size unit"));
     assert!(serde_json::from_str::<GrowOptions>(r#"{"experts": 2, "typo": 1}"#).is_err());
 }
+
+/// The checkpoints made from the real hub configs (FP8 with block scales, YaRN, MTP layers, the
+/// kimi_k2 alias) open from their headers alone, summarise like `moegrow inspect`, and give the
+/// norm profile and dequantised tensor statistics that the memory-mapped checkpoint gives.
+#[test]
+fn hub_checkpoints_open_and_run_every_view() {
+    let hub = fixture("hub");
+    let mut n = 0;
+    for e in std::fs::read_dir(&hub).unwrap() {
+        let dir = e.unwrap().path();
+        if !dir.join("reference.safetensors").exists() {
+            continue;
+        }
+        let name = dir.file_name().unwrap().to_string_lossy().to_string();
+        let s = open(files_of(&dir)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let full = Checkpoint::open(&dir).unwrap();
+        assert_eq!(
+            moegrow_core::analysis::summary(&s.ckpt.borrow()),
+            moegrow_core::analysis::summary(&full),
+            "{name}"
+        );
+        let p = Progress::default();
+        let prof = pollster::block_on(crate::profile::norm_profile(&s, None, &p)).unwrap();
+        let want = moegrow_core::analysis::expert_norm_profile(&full).unwrap();
+        let got: Vec<Option<f64>> = serde_json::from_value(prof["profile"].clone()).unwrap();
+        for (a, b) in got.iter().zip(&want) {
+            assert!(
+                a.zip(*b).is_none_or(|(a, b)| (a - b).abs() < 1e-9) && a.is_some() == b.is_some(),
+                "{name}: profile {got:?} vs {want:?}"
+            );
+        }
+        // A float8 weight's statistics are of its dequantised values.
+        if let Some(e) = full.entries().iter().find(|e| e.scale.is_some()) {
+            let st = pollster::block_on(crate::tensors::stats(&s, &e.name, 16, &p)).unwrap();
+            let v = full.f32(e.role).unwrap();
+            let mean = v.iter().map(|x| *x as f64).sum::<f64>() / v.len() as f64;
+            assert!(st["dequantised"].as_bool().unwrap(), "{name}");
+            assert!((st["stats"]["mean"].as_f64().unwrap() - mean).abs() < 1e-6, "{name}: {st}");
+        }
+        n += 1;
+    }
+    assert!(n >= 7);
+}
