@@ -34,7 +34,11 @@ const files = fs.readdirSync(ckpt).map((f) => path.join(ckpt, f));
 const inspect = JSON.parse(execFileSync(moegrow, ['inspect', ckpt, '--json', '--device', 'cpu'], { encoding: 'utf8' }));
 execFileSync(moegrow, ['grow', 'checkpoint', 'native-grown', '--experts', '2', '--noise', '0'], { cwd: work, stdio: 'pipe' });
 
-const { server, url } = await serve(dist, { '/ckpt/': { dir: ckpt, ranges: true }, '/norange/': { dir: ckpt, ranges: false } });
+// A checkpoint made from DeepSeek-V3's real hub config: FP8 weights with block scales, a
+// multi-token-prediction layer, YaRN RoPE, two shards and an index.
+const hub = path.join(repo, 'tests/fixtures/hub/deepseek-v3');
+const hubInspect = JSON.parse(execFileSync(moegrow, ['inspect', hub, '--json', '--device', 'cpu'], { encoding: 'utf8' }));
+const { server, url } = await serve(dist, { '/ckpt/': { dir: ckpt, ranges: true }, '/norange/': { dir: ckpt, ranges: false }, '/hub/': { dir: hub, ranges: true } });
 const browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
 const context = await browser.newContext({ acceptDownloads: true, viewport: { width: 1280, height: 900 } });
 const page = await context.newPage();
@@ -186,6 +190,20 @@ await check('open by URL with range requests', async () => {
   await page.click('[data-testid="profile-run"]');
   await page.waitForFunction(() => document.querySelector('[data-testid="profile-chart"]').dataset.values);
   await idle();
+});
+
+await check('an FP8 DeepSeek-V3 checkpoint by URL: summary and dequantised norm profile', async () => {
+  await page.fill('[data-testid="url"]', url + '/hub/');
+  await page.click('[data-testid="open-url"]');
+  await page.waitForFunction((u) => document.querySelector('[data-testid="ckpt-name"]').textContent === u, url + '/hub/');
+  assert.equal(await fact('family'), `${hubInspect.family} (${hubInspect.model_type})`);
+  await tab('profile');
+  await page.click('[data-testid="profile-run"]');
+  await page.waitForFunction(() => document.querySelector('[data-testid="profile-chart"]').dataset.values);
+  await idle();
+  const got = JSON.parse(await page.getAttribute('[data-testid="profile-chart"]', 'data-values'));
+  hubInspect.expert_norm_profile.forEach((v, i) => assert.ok(v === null ? got[i] === null : Math.abs(got[i] - v) <= 1e-5 * Math.abs(v), `layer ${i}: ${got[i]} vs ${v}`));
+  await shots('hub-fp8-profile');
 });
 
 await check('a server without range support gets a clear error', async () => {
