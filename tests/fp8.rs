@@ -15,19 +15,7 @@ use moegrow_integration_tests::*;
 use std::path::Path;
 
 fn write<S: TensorSource + ?Sized>(src: &S, out: &Path, layout: ExpertLayout, storage: Storage) -> Checkpoint {
-    let mut config = src.config().clone();
-    storage.rewrite_config(&mut config.raw);
-    let tensors = output_tensors(src, layout, storage).unwrap();
-    write_checkpoint(
-        out,
-        &config.to_json_string(),
-        &tensors,
-        None,
-        &WriteOptions::default(),
-        |_| {},
-    )
-    .unwrap();
-    Checkpoint::open(out).unwrap()
+    write_as(src, out, layout, storage)
 }
 
 fn fp8(block: [usize; 2]) -> Storage {

@@ -4,10 +4,9 @@
 //! Each opens, runs within 1e-4 of transformers on the CPU and 1e-3 on the GPU, grows with
 //! every plan keeping what it must keep, and converts between FP8 and bf16.
 
-use moegrow_core::checkpoint::{write_checkpoint, WriteOptions};
 use moegrow_core::growth::{DepthMethod, GrowthOptions};
 use moegrow_core::reference::{forward_streamed, ReferenceModel};
-use moegrow_core::schema::layout::{output_tensors, Storage};
+use moegrow_core::schema::layout::Storage;
 use moegrow_core::{Checkpoint, DType, ExpertLayout, TensorSource};
 use moegrow_integration_tests::*;
 use std::path::{Path, PathBuf};
@@ -28,18 +27,7 @@ fn name(p: &Path) -> String {
 }
 
 fn write<S: TensorSource + ?Sized>(src: &S, out: &Path, layout: ExpertLayout, storage: Storage) -> Checkpoint {
-    let mut config = src.config().clone();
-    storage.rewrite_config(&mut config.raw);
-    write_checkpoint(
-        out,
-        &config.to_json_string(),
-        &output_tensors(src, layout, storage).unwrap(),
-        None,
-        &WriteOptions::default(),
-        |_| {},
-    )
-    .unwrap();
-    Checkpoint::open(out).unwrap()
+    write_as(src, out, layout, storage)
 }
 
 #[test]

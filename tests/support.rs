@@ -169,3 +169,27 @@ pub fn grow(
     .unwrap();
     moegrow_core::Checkpoint::open(out).unwrap()
 }
+
+/// Write `src` as a checkpoint in `layout` stored as `storage` (its config rewritten to match)
+/// and open the result.
+pub fn write_as<S: moegrow_core::TensorSource + ?Sized>(
+    src: &S,
+    out: &Path,
+    layout: moegrow_core::ExpertLayout,
+    storage: moegrow_core::schema::layout::Storage,
+) -> moegrow_core::Checkpoint {
+    use moegrow_core::checkpoint::{write_checkpoint, WriteOptions};
+    let mut config = src.config().clone();
+    storage.rewrite_config(&mut config.raw);
+    let tensors = moegrow_core::schema::layout::output_tensors(src, layout, storage).unwrap();
+    write_checkpoint(
+        out,
+        &config.to_json_string(),
+        &tensors,
+        None,
+        &WriteOptions::default(),
+        |_| {},
+    )
+    .unwrap();
+    moegrow_core::Checkpoint::open(out).unwrap()
+}

@@ -45,7 +45,7 @@ const page = await context.newPage();
 const consoleErrors = [];
 // Probing a URL checkpoint for optional files (the index, tokenizer files) 404s by design.
 page.on('console', (m) => {
-  const probe = /status of 404/.test(m.text()) && /\/(ckpt|norange)\//.test(m.location().url || '');
+  const probe = /status of 404/.test(m.text()) && /\/(ckpt|norange|hub)\//.test(m.location().url || '');
   if (m.type() === 'error' && !probe) consoleErrors.push(`${m.text()} (${m.location().url})`);
 });
 page.on('pageerror', (e) => consoleErrors.push(String(e)));

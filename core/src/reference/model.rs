@@ -50,18 +50,10 @@ impl ReferenceModel {
         let cfg = &self.config;
         let w = &self.weights;
         let (h, t_len) = (cfg.hidden_size, tokens.len());
-        if t_len == 0 {
-            return Err(Error::Invalid("forward needs at least one token".into()));
-        }
+        check_tokens(cfg, tokens)?;
         let mut x = Mat::zeros(t_len, h);
         for (t, &tok) in tokens.iter().enumerate() {
             let tok = tok as usize;
-            if tok >= cfg.vocab_size {
-                return Err(Error::Invalid(format!(
-                    "token id {tok} at position {t} is outside the vocabulary (size {})",
-                    cfg.vocab_size
-                )));
-            }
             x.row_mut(t).copy_from_slice(&w.embed[tok * h..(tok + 1) * h]);
         }
         let rope = Rope::for_model(cfg, t_len);
@@ -106,6 +98,20 @@ pub struct LayerByLayer {
     choices: Vec<Option<Vec<Choice>>>,
 }
 
+/// At least one token, every one inside the vocabulary.
+fn check_tokens(cfg: &ModelConfig, tokens: &[u32]) -> Result<()> {
+    if tokens.is_empty() {
+        return Err(Error::Invalid("forward needs at least one token".into()));
+    }
+    match tokens.iter().position(|&t| t as usize >= cfg.vocab_size) {
+        Some(t) => Err(Error::Invalid(format!(
+            "token id {} at position {t} is outside the vocabulary (size {})",
+            tokens[t], cfg.vocab_size
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// Rows of the LM head decoded at once.
 const HEAD_ROWS: usize = 4096;
 
@@ -144,18 +150,10 @@ impl LayerByLayer {
         let cfg = src.config().clone();
         cfg.check_computable()?;
         let (h, t_len) = (cfg.hidden_size, tokens.len());
-        if t_len == 0 {
-            return Err(Error::Invalid("forward needs at least one token".into()));
-        }
+        check_tokens(&cfg, tokens)?;
         let mut x = Mat::zeros(t_len, h);
         for (t, &tok) in tokens.iter().enumerate() {
             let tok = tok as usize;
-            if tok >= cfg.vocab_size {
-                return Err(Error::Invalid(format!(
-                    "token id {tok} at position {t} is outside the vocabulary (size {})",
-                    cfg.vocab_size
-                )));
-            }
             x.row_mut(t)
                 .copy_from_slice(&read_rows(src, crate::Role::Embed, h, tok..tok + 1)?);
         }
