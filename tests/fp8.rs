@@ -157,6 +157,18 @@ fn broken_float8_checkpoints_are_refused_naming_the_tensor() {
         assert!(err.contains(weight) && err.contains(words), "{name}: {err}");
     }
     assert!(all.len() > src.entries().len(), "scales are extra tensors");
+    // float8 weights without a quantization_config: their scales are unknown, so refused.
+    let out = tmp.path().join("no-quant-config");
+    let mut config = q.config.clone();
+    config.raw.remove("quantization_config");
+    let plain: Vec<_> = output_tensors(&q, q.layout, Storage::AsSource)
+        .unwrap()
+        .into_iter()
+        .filter(|t| !t.name.ends_with("_scale_inv"))
+        .collect();
+    write_checkpoint(&out, &config.to_json_string(), &plain, None, &WriteOptions::default(), |_| {}).unwrap();
+    let err = Checkpoint::open(&out).err().expect("refused").to_string();
+    assert!(err.contains("quantization_config") && err.contains("is float8"), "{err}");
     // A scale on a tensor that is never quantised (the router) is unmapped.
     let mut tensors = output_tensors(&q, q.layout, Storage::AsSource).unwrap();
     let router = tensors.iter().position(|t| t.name == "model.layers.0.mlp.gate.weight").unwrap();

@@ -376,6 +376,13 @@ impl Checkpoint {
                     expected: shape,
                 });
             }
+            if t.dtype == DType::F8E4M3 && config.quant.is_none() {
+                return Err(Error::Tensor {
+                    file: shards[shard].name.clone(),
+                    tensor: name,
+                    reason: "is float8, but config.json has no `quantization_config`: moegrow reads block-scaled fp8 (`weight_block_size` with `weight_scale_inv` tensors) and will not guess the scales".into(),
+                });
+            }
             let scale = match scales.remove(&role) {
                 Some((ss, st)) => Some(scale_entry(&config, &shards[ss].name, &name, t, ss, st)?),
                 None if t.dtype == DType::F8E4M3 && config.quant.is_some() => {
