@@ -69,3 +69,36 @@ fn standard_attention_hub_configs() {
     let o = hub("OLMoE-1B-7B-0924");
     assert_eq!((o.family, o.moe.num_experts), (Family::Olmoe, 64));
 }
+
+/// GLM-4.5-Air: half of each 128-wide head rotated, q/k/v biases, no q/k norm, DeepSeek-V3's
+/// routing without groups, one shared expert, the first layer dense, one MTP block.
+#[test]
+fn glm_hub_config() {
+    use moegrow_core::config::{MlpKind, QkNorm};
+    let g = hub("GLM-4.5-Air");
+    assert_eq!(g.family, Family::Glm4Moe);
+    assert_eq!((g.num_heads, g.num_kv_heads, g.head_dim, g.rotary_dim), (96, 8, 128, 64));
+    let Attention::Standard { qkv_bias, o_bias, qk_norm, .. } = g.attention else {
+        panic!("GQA")
+    };
+    assert_eq!((qkv_bias, o_bias, qk_norm), (true, false, QkNorm::None));
+    let r = &g.moe.router;
+    assert_eq!((r.scoring, r.normalize, r.correction_bias), (Scoring::Sigmoid, true, true));
+    assert_eq!((g.moe.num_experts, g.moe.top_k, g.moe.intermediate), (128, 8, 1408));
+    assert_eq!(g.moe.shared.as_ref().unwrap().intermediate, 1408);
+    assert_eq!(g.mlp[0], MlpKind::Dense);
+    assert!(g.mlp[1..].iter().all(|k| *k == MlpKind::Moe));
+    assert_eq!((g.mtp_layers, g.rms_norm_eps, g.rope.theta), (1, 1e-5, 1e6));
+    // The factor from rope_parameters wins over the top-level key, as in transformers 5.
+    let mut raw = g.raw.clone();
+    raw.insert(
+        "rope_parameters".into(),
+        serde_json::json!({"rope_type": "default", "rope_theta": 1e6, "partial_rotary_factor": 0.25}),
+    );
+    let q = ModelConfig::from_json(serde_json::Value::Object(raw.clone())).unwrap();
+    assert_eq!(q.rotary_dim, 32);
+    raw.insert("partial_rotary_factor".into(), serde_json::json!(0.29));
+    raw.remove("rope_parameters");
+    let err = ModelConfig::from_json(serde_json::Value::Object(raw)).unwrap_err().to_string();
+    assert!(err.contains("37 rotary dimensions"), "{err}");
+}

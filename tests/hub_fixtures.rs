@@ -18,7 +18,11 @@ fn hub_fixtures() -> Vec<PathBuf> {
         .filter(|p| p.join("reference.safetensors").exists())
         .collect();
     v.sort();
-    assert!(v.len() >= 7, "expected a fixture per hub config, found {}", v.len());
+    assert!(
+        v.len() >= 7,
+        "expected a fixture per hub config, found {}",
+        v.len()
+    );
     v
 }
 
@@ -26,7 +30,12 @@ fn name(p: &Path) -> String {
     p.file_name().unwrap().to_string_lossy().to_string()
 }
 
-fn write<S: TensorSource + ?Sized>(src: &S, out: &Path, layout: ExpertLayout, storage: Storage) -> Checkpoint {
+fn write<S: TensorSource + ?Sized>(
+    src: &S,
+    out: &Path,
+    layout: ExpertLayout,
+    storage: Storage,
+) -> Checkpoint {
     write_as(src, out, layout, storage)
 }
 
@@ -45,7 +54,9 @@ fn hub_checkpoints_match_transformers_on_the_cpu() {
         for (l, h) in out.hidden_states.iter().enumerate() {
             let (d, i) = max_abs_diff(&h.data, &r.get(&format!("hidden_states.{l}")).1);
             if d > 1e-4 {
-                failures.push(format!("{n}: hidden state {l} element {i} differs by {d:e}"));
+                failures.push(format!(
+                    "{n}: hidden state {l} element {i} differs by {d:e}"
+                ));
             }
         }
         for (l, rl) in out.router_logits.iter().enumerate() {
@@ -59,7 +70,9 @@ fn hub_checkpoints_match_transformers_on_the_cpu() {
         let params: u64 = r.metadata["num_parameters"].parse().unwrap();
         let ours = moegrow_core::analysis::param_counts(&ckpt).total;
         if ours != params {
-            failures.push(format!("{n}: {ours} parameters, transformers counts {params}"));
+            failures.push(format!(
+                "{n}: {ours} parameters, transformers counts {params}"
+            ));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
@@ -72,7 +85,11 @@ fn hub_checkpoints_grow_keeping_the_function() {
         let n = name(&dir);
         let ckpt = Checkpoint::open(&dir).unwrap();
         let r = Reference::load(&dir);
-        let base = ReferenceModel::load(&ckpt).unwrap().forward(&r.tokens).unwrap().logits;
+        let base = ReferenceModel::load(&ckpt)
+            .unwrap()
+            .forward(&r.tokens)
+            .unwrap()
+            .logits;
         let plans = [
             ("w2", GrowthOptions::width(2, 0.0)),
             (
@@ -83,7 +100,13 @@ fn hub_checkpoints_grow_keeping_the_function() {
                     ..GrowthOptions::width(2, 0.0)
                 },
             ),
-            ("d2-w2-noise", GrowthOptions { depth: Some(2), ..GrowthOptions::width(2, 0.01) }),
+            (
+                "d2-w2-noise",
+                GrowthOptions {
+                    depth: Some(2),
+                    ..GrowthOptions::width(2, 0.01)
+                },
+            ),
             ("stack2", GrowthOptions::depth(2, DepthMethod::Stack)),
         ];
         for (plan_name, o) in plans {
@@ -99,11 +122,17 @@ fn hub_checkpoints_grow_keeping_the_function() {
             };
             let out = tmp.path().join(format!("{n}-{plan_name}"));
             let g = write(&grown, &out, ckpt.layout, Storage::AsSource);
-            assert_eq!(g.config.mtp_layers, ckpt.config.mtp_layers, "{n} {plan_name}");
+            assert_eq!(
+                g.config.mtp_layers, ckpt.config.mtp_layers,
+                "{n} {plan_name}"
+            );
             let logits = forward_streamed(&g, &r.tokens, || {}).unwrap().logits;
             if plan_name == "w2" || plan_name == "d2-zero-w2" {
                 let (d, i) = max_abs_diff(&logits.data, &base.data);
-                assert!(d <= 1e-4, "{n} {plan_name}: kept the function? logit {i} moved by {d:e}");
+                assert!(
+                    d <= 1e-4,
+                    "{n} {plan_name}: kept the function? logit {i} moved by {d:e}"
+                );
             }
         }
     }
@@ -119,15 +148,38 @@ fn fp8_hub_checkpoints_convert_to_bf16_and_back() {
             continue;
         };
         let r = Reference::load(&dir);
-        let bf16 = write(&ckpt, &tmp.path().join(format!("{n}-bf16")), ckpt.layout, Storage::Values(DType::BF16));
-        assert!(bf16.config.quant.is_none(), "{n}: quantization_config removed");
-        assert!(bf16.entries().iter().all(|e| e.dtype != DType::F8E4M3 && e.scale.is_none()));
-        let a = ReferenceModel::load(&bf16).unwrap().forward(&r.tokens).unwrap().logits;
+        let bf16 = write(
+            &ckpt,
+            &tmp.path().join(format!("{n}-bf16")),
+            ckpt.layout,
+            Storage::Values(DType::BF16),
+        );
+        assert!(
+            bf16.config.quant.is_none(),
+            "{n}: quantization_config removed"
+        );
+        assert!(bf16
+            .entries()
+            .iter()
+            .all(|e| e.dtype != DType::F8E4M3 && e.scale.is_none()));
+        let a = ReferenceModel::load(&bf16)
+            .unwrap()
+            .forward(&r.tokens)
+            .unwrap()
+            .logits;
         let (d, _) = max_abs_diff(&a.data, &r.get("logits").1);
-        assert!(d < 5e-2, "{n}: bf16 rounding of the dequantised weights moved a logit by {d}");
+        assert!(
+            d < 5e-2,
+            "{n}: bf16 rounding of the dequantised weights moved a logit by {d}"
+        );
         // Back to FP8 in the source's blocks from an exact (f32) dequantisation: the float8
         // bytes as the hub stored them (dequantised values requantise to themselves).
-        let f32 = write(&ckpt, &tmp.path().join(format!("{n}-f32")), ckpt.layout, Storage::Values(DType::F32));
+        let f32 = write(
+            &ckpt,
+            &tmp.path().join(format!("{n}-f32")),
+            ckpt.layout,
+            Storage::Values(DType::F32),
+        );
         let back = write(
             &f32,
             &tmp.path().join(format!("{n}-fp8")),
@@ -143,7 +195,10 @@ fn fp8_hub_checkpoints_convert_to_bf16_and_back() {
             total += 1;
             same += (ckpt.bytes(e.role).unwrap() == back.bytes(e.role).unwrap()) as usize;
         }
-        assert!(total > 0 && same * 10 >= total * 9, "{n}: {same} of {total} float8 tensors round-trip exactly");
+        assert!(
+            total > 0 && same * 10 >= total * 9,
+            "{n}: {same} of {total} float8 tensors round-trip exactly"
+        );
     }
 }
 
@@ -157,7 +212,10 @@ fn hub_checkpoints_match_transformers_on_the_gpu() {
         let model = moegrow_core::gpu::GpuModel::load(&gpu, &ckpt).unwrap();
         let out = model.forward_blocking(&r.tokens, false).unwrap();
         let (d, i) = max_abs_diff(&out.logits.data, &r.get("logits").1);
-        assert!(d <= 1e-3, "{n}: GPU logit {i} differs from transformers by {d:e}");
+        assert!(
+            d <= 1e-3,
+            "{n}: GPU logit {i} differs from transformers by {d:e}"
+        );
     }
 }
 
@@ -202,11 +260,16 @@ fn grown_hub_checkpoints_match_what_transformers_computes_for_them() {
     let mut checked = 0;
     for (key, r) in record.as_object().unwrap() {
         let (fixture, plan_name) = key.split_once('/').unwrap();
-        assert!(r["loaded"].as_bool().unwrap() && r["missing_keys"].as_array().unwrap().is_empty(), "{key}: {r}");
+        assert!(
+            r["loaded"].as_bool().unwrap() && r["missing_keys"].as_array().unwrap().is_empty(),
+            "{key}: {r}"
+        );
         let layers = r["num_hidden_layers"].as_u64().unwrap();
         for k in r["unexpected_keys"].as_array().unwrap() {
             assert!(
-                k.as_str().unwrap().starts_with(&format!("model.layers.{layers}.")),
+                k.as_str()
+                    .unwrap()
+                    .starts_with(&format!("model.layers.{layers}.")),
                 "{key}: unexpected key {k} is not a multi-token-prediction tensor"
             );
         }
@@ -232,8 +295,18 @@ fn grown_hub_checkpoints_match_what_transformers_computes_for_them() {
             .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
             .collect();
         let (d, i) = max_abs_diff(&ours.data, &want);
-        assert!(d <= 1e-4, "{key}: moegrow's logit {i} differs from transformers' by {d:e}");
+        assert!(
+            d <= 1e-4,
+            "{key}: moegrow's logit {i} differs from transformers' by {d:e}"
+        );
         checked += 1;
     }
     assert!(checked >= 30, "{checked} grown hub checkpoints checked");
+    for dir in hub_fixtures() {
+        let n = name(&dir);
+        assert!(
+            record.get(format!("{n}/w2")).is_some(),
+            "{n} is not in transformers_loads_grown.json: run tests/fixtures/hub/check_grown.sh"
+        );
+    }
 }

@@ -5,6 +5,7 @@
 //! Everything else is named the same way by all of them and lives here.
 
 mod deepseek;
+mod glm4_moe;
 mod mixtral;
 mod olmoe;
 mod qwen2_moe;
@@ -24,10 +25,11 @@ pub enum Family {
     Olmoe,
     DeepseekV2,
     DeepseekV3,
+    Glm4Moe,
 }
 
 const SUPPORTED: &str =
-    "mixtral, qwen2_moe, qwen3_moe, olmoe, deepseek_v2, deepseek_v3 (and kimi_k2, its alias)";
+    "mixtral, qwen2_moe, qwen3_moe, olmoe, deepseek_v2, deepseek_v3 (and kimi_k2, its alias), glm4_moe";
 
 /// `model_type`s that are another family's architecture under a new name: Moonshot's Kimi-K2
 /// is DeepSeek-V3's (transformers has no `kimi_k2` of its own; Kimi-K2.5 rewrites it to
@@ -45,13 +47,14 @@ pub(crate) struct NameScheme {
 }
 
 impl Family {
-    pub const ALL: [Family; 6] = [
+    pub const ALL: [Family; 7] = [
         Family::Mixtral,
         Family::Qwen2Moe,
         Family::Qwen3Moe,
         Family::Olmoe,
         Family::DeepseekV2,
         Family::DeepseekV3,
+        Family::Glm4Moe,
     ];
 
     pub fn from_model_type(model_type: &str) -> Result<Family> {
@@ -76,6 +79,7 @@ impl Family {
             Family::Olmoe => "olmoe",
             Family::DeepseekV2 => "deepseek_v2",
             Family::DeepseekV3 => "deepseek_v3",
+            Family::Glm4Moe => "glm4_moe",
         }
     }
 
@@ -88,6 +92,7 @@ impl Family {
             Family::Olmoe => "OLMoE",
             Family::DeepseekV2 => "DeepSeek-V2",
             Family::DeepseekV3 => "DeepSeek-V3",
+            Family::Glm4Moe => "GLM-4.5",
         }
     }
 
@@ -99,6 +104,7 @@ impl Family {
             Family::Olmoe => olmoe::parse_config(raw),
             Family::DeepseekV2 => deepseek::parse_config(raw, false),
             Family::DeepseekV3 => deepseek::parse_config(raw, true),
+            Family::Glm4Moe => glm4_moe::parse_config(raw),
         }
     }
 
@@ -109,18 +115,21 @@ impl Family {
             Family::Qwen3Moe => qwen3_moe::NAMES,
             Family::Olmoe => olmoe::NAMES,
             Family::DeepseekV2 | Family::DeepseekV3 => deepseek::NAMES,
+            Family::Glm4Moe => glm4_moe::NAMES,
         }
     }
 
     /// Tensors transformers keeps in float32 whatever the model dtype
-    /// (`_keep_in_fp32_modules_strict`): DeepSeek's router weight and correction bias. A dtype
+    /// (`_keep_in_fp32_modules_strict`): DeepSeek's and GLM's router weight and correction bias. A dtype
     /// conversion leaves them alone so that the result matches what transformers would save.
     pub fn keeps_f32(self, role: Role) -> bool {
-        matches!(self, Family::DeepseekV2 | Family::DeepseekV3)
-            && matches!(
-                role.layer_part(),
-                Some((_, LayerRole::Router | LayerRole::RouterBias))
-            )
+        matches!(
+            self,
+            Family::DeepseekV2 | Family::DeepseekV3 | Family::Glm4Moe
+        ) && matches!(
+            role.layer_part(),
+            Some((_, LayerRole::Router | LayerRole::RouterBias))
+        )
     }
 
     /// The Hugging Face name of a tensor of a model with `num_layers` decoder layers (the
@@ -254,6 +263,38 @@ impl Common {
             quant: self.quant,
             raw: raw.0.clone(),
         }
+    }
+
+    /// The rotary dimension of a family that rotates part of each head:
+    /// `int(head_dim · partial_rotary_factor)`, the factor from `rope_parameters` (transformers
+    /// 5), else the top-level key, else the family's default.
+    pub fn rotary_dim(&self, raw: RawConfig, default: f64) -> Result<usize> {
+        let in_params = raw
+            .get("rope_parameters")
+            .and_then(|p| p.get("partial_rotary_factor"))
+            .filter(|v| !v.is_null());
+        let factor =
+            match in_params.or_else(|| raw.get("partial_rotary_factor").filter(|v| !v.is_null())) {
+                None => default,
+                Some(v) => v.as_f64().ok_or_else(|| {
+                    Error::config(format!(
+                        "`partial_rotary_factor` must be a number, found {v}"
+                    ))
+                })?,
+            };
+        if !(factor > 0.0 && factor <= 1.0) {
+            return Err(Error::config(format!(
+                "`partial_rotary_factor` must be in (0, 1], found {factor}"
+            )));
+        }
+        let dim = (self.head_dim as f64 * factor) as usize;
+        if dim == 0 || dim % 2 != 0 {
+            return Err(Error::config(format!(
+                "`partial_rotary_factor` {factor} of head_dim {} gives {dim} rotary dimensions; RoPE needs a positive even number",
+                self.head_dim
+            )));
+        }
+        Ok(dim)
     }
 
     pub fn parse(raw: RawConfig, eps_default: f32) -> Result<Common> {

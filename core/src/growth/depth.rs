@@ -147,7 +147,7 @@ pub fn grow_config(cfg: &ModelConfig, map: &LayerMap) -> Result<serde_json::Map<
                 raw.insert("layer_types".into(), types.into());
             }
         }
-        Family::DeepseekV2 | Family::DeepseekV3 => {
+        Family::DeepseekV2 | Family::DeepseekV3 | Family::Glm4Moe => {
             let first_moe = kinds
                 .iter()
                 .position(|k| *k == MlpKind::Moe)

@@ -52,29 +52,39 @@ impl Arch {
             );
         }
         let specs = schema(config);
-        if let Some(s) = specs.leaves().into_iter().find(|s| s.kind == Kind::Buffer) {
-            bail!(
-                "checkpoints with a routing correction bias ({:?}, DeepSeek-V3) are not trainable here yet",
-                s.role
-            );
-        }
-        if config.mtp_layers > 0 {
-            bail!("checkpoints with multi-token-prediction blocks are not trainable here yet");
-        }
         let mut next = 0;
-        let slots = specs
-            .try_map(&mut |s| {
-                next += 1;
-                Ok::<_, anyhow::Error>(Slot {
-                    index: next - 1,
-                    shape: s.shape.clone(),
-                })
-            })?;
+        let slots = specs.try_map(&mut |s| {
+            next += 1;
+            Ok::<_, anyhow::Error>(Slot {
+                index: next - 1,
+                shape: s.shape.clone(),
+            })
+        })?;
         Ok(Arch {
             config: config.clone(),
             qk_norm,
             clip_qkv,
             slots,
+        })
+    }
+
+    /// Each MoE layer's routing correction bias slot (GLM-4.5's `e_score_correction_bias`), in
+    /// MoE-layer order; empty when the family has none.
+    pub fn correction_bias_slots(&self) -> Vec<Slot> {
+        self.slots
+            .layers
+            .iter()
+            .filter_map(|l| l.mlp.moe().and_then(|m| m.router_bias.clone()))
+            .collect()
+    }
+
+    /// Whether the parameter at `index` is held fixed: a buffer (the correction bias, which
+    /// the balancing rule moves, not the optimizer) or a multi-token-prediction block, which
+    /// the next-token loss does not reach (transformers does not train them either); both are
+    /// carried through to the output unchanged.
+    pub fn is_frozen(&self, index: usize) -> bool {
+        schema(&self.config).leaves().get(index).is_some_and(|s| {
+            s.kind == Kind::Buffer || matches!(s.role, moegrow_core::Role::Mtp(..))
         })
     }
 

@@ -133,7 +133,7 @@ impl Net {
                 let n = t.values.len();
                 let mut tensor =
                     Tensor::<1>::from_data(TensorData::new(t.values.clone(), [n]), device);
-                if device.is_autodiff() {
+                if device.is_autodiff() && !arch.is_frozen(i) {
                     tensor = tensor.require_grad();
                 }
                 Param::initialized(ParamId::from(i as u64 + 1), tensor)
@@ -255,7 +255,10 @@ impl Net {
         };
         let norms = || {
             let get = |s: &Option<Slot>| {
-                self.get::<1>(s.as_ref().expect("the schema has q_norm and k_norm with q/k norm"))
+                self.get::<1>(
+                    s.as_ref()
+                        .expect("the schema has q_norm and k_norm with q/k norm"),
+                )
             };
             (get(&w.q_norm), get(&w.k_norm))
         };

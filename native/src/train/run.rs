@@ -274,11 +274,7 @@ impl Trainer {
             tokens: 0,
             sunk_flops,
             trained_flops: 0.0,
-            route_bias: if cfg.bias_rate > 0.0 {
-                RouteBias::zeros(arch.moe_layers(), host.config.moe.num_experts)
-            } else {
-                RouteBias::default()
-            },
+            route_bias: initial_route_bias(&arch, &host, cfg.bias_rate),
             elapsed_s: 0.0,
             param_layout: PARAM_LAYOUT,
         };
@@ -405,14 +401,22 @@ impl Trainer {
         with_optimizer: bool,
     ) -> anyhow::Result<()> {
         self.net.store(&mut self.host)?;
+        // The checkpoint's correction bias is the selection bias the run used (and moved, when
+        // balancing by bias is on).
+        for (slot, b) in self
+            .arch
+            .correction_bias_slots()
+            .iter()
+            .zip(&self.state.route_bias.layers)
+        {
+            self.host.tensors[slot.index].values.clone_from(b);
+        }
         let total = self.state.sunk_flops + self.state.trained_flops;
         let mut extra = tokenizer_files.to_vec();
-        extra.extend([
-            (
-                STATE_FILE.to_string(),
-                serde_json::to_vec_pretty(&self.state)?,
-            ),
-        ]);
+        extra.extend([(
+            STATE_FILE.to_string(),
+            serde_json::to_vec_pretty(&self.state)?,
+        )]);
         if with_optimizer {
             let bytes = self
                 .optim
@@ -457,6 +461,25 @@ impl Trainer {
             .from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes))
             .map_err(|e| anyhow::anyhow!("{}: not an optimizer state: {e:?}", path.display()))?;
         Ok(())
+    }
+}
+
+/// The selection bias a run starts from: the checkpoint's routing correction bias where the
+/// family has one (GLM-4.5: aux-loss-free balancing then moves it as DeepSeek-V3 does), zeros
+/// when balancing by bias is asked for on a family without one, else none.
+pub(super) fn initial_route_bias(arch: &Arch, host: &HostWeights, rate: f32) -> RouteBias {
+    let slots = arch.correction_bias_slots();
+    if !slots.is_empty() {
+        RouteBias {
+            layers: slots
+                .iter()
+                .map(|s| host.tensors[s.index].values.clone())
+                .collect(),
+        }
+    } else if rate > 0.0 {
+        RouteBias::zeros(arch.moe_layers(), host.config.moe.num_experts)
+    } else {
+        RouteBias::default()
     }
 }
 
@@ -536,7 +559,10 @@ fn prepare_data(
         let (file, dir) = if p.is_dir() {
             (p.join("tokenizer.json"), p.to_path_buf())
         } else {
-            (p.to_path_buf(), p.parent().unwrap_or(Path::new(".")).to_path_buf())
+            (
+                p.to_path_buf(),
+                p.parent().unwrap_or(Path::new(".")).to_path_buf(),
+            )
         };
         let tk = Tokenizer::from_file(&file)
             .map_err(|e| anyhow::anyhow!("{}: not a usable tokenizer: {e}", file.display()))?;
@@ -549,12 +575,19 @@ fn prepare_data(
     } else if let Some(p) = &cfg.tokenizer {
         let (tk, dir) = load(p)?;
         (tk, Some(dir))
-    } else if let Some(init) = cfg.init.as_ref().filter(|i| i.join("tokenizer.json").exists()) {
+    } else if let Some(init) = cfg
+        .init
+        .as_ref()
+        .filter(|i| i.join("tokenizer.json").exists())
+    {
         let (tk, dir) = load(init)?;
         (tk, Some(dir))
     } else if cfg.init.is_none() || cfg.train_tokenizer {
         // From scratch there is no tokenizer to keep; asked to, train one on the corpus.
-        (tokenizer::train(&corpus, cfg.vocab_size.unwrap_or(model_vocab))?, None)
+        (
+            tokenizer::train(&corpus, cfg.vocab_size.unwrap_or(model_vocab))?,
+            None,
+        )
     } else {
         let init = cfg.init.as_ref().expect("checked");
         bail!(

@@ -63,6 +63,10 @@ const TRAINABLE: &[&str] = &[
     "qwen2_moe_experts_f32",
     "qwen2_moe_experts_f32_window",
     "qwen2_moe_fused_bf16",
+    // GLM-4.5 from its real hub config: sigmoid routing with the correction bias, shared
+    // experts, partial rotary, q/k/v biases, a dense first layer, an MTP block (not run).
+    "hub/glm-4.5-air",
+    "hub/glm-4.5-air-qk-norm",
 ];
 
 #[test]
@@ -75,7 +79,9 @@ fn logits_match_transformers_on_every_trainable_fixture() {
         let t = tokens.len();
         let rope = RopeTables::new(&arch, t, &device);
         let x = Tensor::<2, Int>::from_data(TensorData::new(tokens, [1, t]), &device);
-        let out = net.forward(&arch, &rope, x, &RouteBias::default()).unwrap();
+        let (_, host, _) = load(name, &device);
+        let bias = super::run::initial_route_bias(&arch, &host, 0.0);
+        let out = net.forward(&arch, &rope, x, &bias).unwrap();
         assert_eq!(out.logits.dims()[1..], shape[shape.len() - 2..], "{name}");
         let got = out.logits.into_data().try_to_vec::<f32>().unwrap();
         let (worst, at) = got
@@ -477,4 +483,66 @@ fn load_grouped_cpu_dispatch_agrees_with_the_per_expert_one() {
     assert_close("input gradient", &[n, h], &b.1, &a.1, 1e-5);
     assert_close("routing-weight gradient", &[n, k], &b.2, &a.2, 1e-5);
     assert_close("gate-up gradient", &[e, 2 * i, h], &b.3, &a.3, 1e-5);
+}
+
+/// Training GLM-4.5 (its real hub config): the routed weights, router and attention move, the
+/// correction bias stays what the checkpoint says (balancing by bias is off) and steers the
+/// selection, and the multi-token-prediction block is carried through byte for byte.
+#[test]
+fn glm_trains_with_its_correction_bias_and_carries_the_mtp_block() {
+    use super::batches::Batches;
+    use super::config::TrainConfig;
+    use super::run::Trainer;
+    let dir = fixture("hub/glm-4.5-air");
+    let src = moegrow_core::Checkpoint::open(&dir).unwrap();
+    assert!(src.config.mtp_layers > 0);
+    let host = HostWeights::from_checkpoint(&src).unwrap();
+    let cfg = TrainConfig {
+        steps: 3,
+        batch_size: 2,
+        seq_len: 8,
+        warmup: 0,
+        lr: 1e-2,
+        ..TrainConfig::default()
+    };
+    let device = Device::flex();
+    let mut t = Trainer::new(cfg, host, 0.0, device.autodiff(), "cpu".into()).unwrap();
+    let tokens: Vec<u32> = (0..400u32).map(|i| (i * 37 + i / 7) % 96).collect();
+    let mut data = Batches::new(tokens, 8, 0).unwrap();
+    for _ in 0..3 {
+        let (ce, _, norm, _) = t.step(&mut data).unwrap();
+        assert!(ce.is_finite() && norm > 0.0, "loss {ce}, grad norm {norm}");
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("trained");
+    t.save(&out, &[], false).unwrap();
+    let back = moegrow_core::Checkpoint::open(&out).unwrap();
+    assert_eq!(back.config.mtp_layers, src.config.mtp_layers);
+    let (mut same, mut moved) = (Vec::new(), Vec::new());
+    for e in src.entries() {
+        let b = back
+            .entry(e.role)
+            .unwrap_or_else(|err| panic!("{}: {err}", e.name));
+        assert_eq!(b.name, e.name);
+        let equal = src.bytes(e.role).unwrap() == back.bytes(b.role).unwrap();
+        let keep = matches!(e.role, moegrow_core::Role::Mtp(..))
+            || e.name.ends_with("e_score_correction_bias");
+        if keep && !equal {
+            same.push(e.name.clone());
+        }
+        if !keep && !equal {
+            moved.push(e.name.clone());
+        }
+    }
+    assert!(same.is_empty(), "changed by training: {same:?}");
+    for want in [
+        "self_attn.q_proj.bias",
+        "mlp.gate.weight",
+        "mlp.shared_experts.up_proj.weight",
+    ] {
+        assert!(
+            moved.iter().any(|n| n.ends_with(want)),
+            "{want} did not train: {moved:?}"
+        );
+    }
 }
