@@ -22,6 +22,7 @@ fn fp8(block: [usize; 2]) -> Storage {
     Storage::Fp8(BlockQuant {
         block,
         scale_dtype: DType::F32,
+        pow2: false,
     })
 }
 

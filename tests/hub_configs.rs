@@ -102,3 +102,30 @@ fn glm_hub_config() {
     let err = ModelConfig::from_json(serde_json::Value::Object(raw)).unwrap_err().to_string();
     assert!(err.contains("37 rotary dimensions"), "{err}");
 }
+
+/// DeepSeek-V3.2: V3 plus the sparse-attention indexer (64 heads of 128, top 2048 keys), FP8
+/// with power-of-two (`ue8m0`) block scales; forward passes longer than `index_topk` are refused
+/// (moegrow computes dense attention, which is the indexer's result only up to that length).
+#[test]
+fn deepseek_v32_hub_config() {
+    use moegrow_core::config::{IndexerConfig, MlpKind};
+    let c = hub("DeepSeek-V3.2");
+    assert_eq!(c.family, Family::DeepseekV32);
+    let Attention::Mla(m) = &c.attention else { panic!("MLA") };
+    assert_eq!(m.indexer, Some(IndexerConfig { heads: 64, head_dim: 128, topk: 2048 }));
+    assert!(m.rope_interleave && m.q_lora_rank == Some(1536));
+    assert_eq!(c.mlp[..4], [MlpKind::Dense, MlpKind::Dense, MlpKind::Dense, MlpKind::Moe]);
+    let q = c.quant.as_ref().unwrap();
+    assert!(q.pow2_scales && q.block == [128, 128]);
+    assert_eq!(c.mtp_layers, 1);
+    assert!(c.check_length(2048).is_ok());
+    let err = c.check_length(2049).unwrap_err().to_string();
+    assert!(err.contains("index_topk") && err.contains("2048"), "{err}");
+    // transformers 5 spells the dense/MoE pattern as `mlp_layer_types`, which wins.
+    let mut raw = c.raw.clone();
+    let mut types = vec![serde_json::json!("sparse"); 61];
+    types[5] = "dense".into();
+    raw.insert("mlp_layer_types".into(), types.into());
+    let t = ModelConfig::from_json(serde_json::Value::Object(raw)).unwrap();
+    assert_eq!((t.mlp[0], t.mlp[5]), (MlpKind::Moe, MlpKind::Dense));
+}

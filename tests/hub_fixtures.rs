@@ -187,16 +187,27 @@ fn fp8_hub_checkpoints_convert_to_bf16_and_back() {
             Storage::Fp8(moegrow_core::quant::BlockQuant {
                 block: q.block,
                 scale_dtype: DType::F32,
+                pow2: q.pow2_scales,
             }),
         );
         let mut same = 0;
         let mut total = 0;
         for e in ckpt.entries().iter().filter(|e| e.scale.is_some()) {
             total += 1;
-            same += (ckpt.bytes(e.role).unwrap() == back.bytes(e.role).unwrap()) as usize;
+            let eq = ckpt.bytes(e.role).unwrap() == back.bytes(e.role).unwrap();
+            // Power-of-two (`ue8m0`) scales are not idempotent in bytes: a block whose largest
+            // value rounded down to 224·s requantises with s/2 and twice the codes — the same
+            // values. So: values always, bytes where the scales are free.
+            assert_eq!(
+                moegrow_core::schema::read_f32(&ckpt, e.role).unwrap(),
+                moegrow_core::schema::read_f32(&back, e.role).unwrap(),
+                "{n}: {} dequantises differently after the round trip",
+                e.name
+            );
+            same += eq as usize;
         }
         assert!(
-            total > 0 && same * 10 >= total * 9,
+            total > 0 && (q.pow2_scales || same * 10 >= total * 9),
             "{n}: {same} of {total} float8 tensors round-trip exactly"
         );
     }

@@ -50,6 +50,17 @@ pub struct MlaConfig {
     pub rope_interleave: bool,
     /// q_a_proj, kv_a_proj_with_mqa and o_proj carry biases (`attention_bias`).
     pub bias: bool,
+    /// DeepSeek-V3.2's sparse-attention indexer.
+    pub indexer: Option<IndexerConfig>,
+}
+
+/// DeepSeek-V3.2's indexer: `index_n_heads` heads of `index_head_dim`, keeping the
+/// `index_topk` best keys per query.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IndexerConfig {
+    pub heads: usize,
+    pub head_dim: usize,
+    pub topk: usize,
 }
 
 impl MlaConfig {
@@ -257,6 +268,27 @@ impl ModelConfig {
             Attention::Mla(m) => {
                 ((m.qk_head_dim() as f64).powf(-0.5) * self.rope.mla_softmax_factor()) as f32
             }
+        }
+    }
+
+    /// The longest input moegrow's forward pass computes exactly: DeepSeek-V3.2's indexer lets
+    /// each query attend to its `index_topk` best keys, which up to that many tokens are all
+    /// of them (dense attention, what moegrow computes); beyond it moegrow would differ.
+    pub fn max_exact_tokens(&self) -> Option<usize> {
+        match &self.attention {
+            Attention::Mla(m) => m.indexer.as_ref().map(|i| i.topk),
+            Attention::Standard { .. } => None,
+        }
+    }
+
+    /// Refuse a forward pass over `tokens` positions that moegrow would not compute exactly.
+    pub fn check_length(&self, tokens: usize) -> Result<()> {
+        match self.max_exact_tokens() {
+            Some(max) if tokens > max => Err(Error::Invalid(format!(
+                "{tokens} tokens: {}'s sparse-attention indexer keeps the best `index_topk` = {max} keys per query, and moegrow computes dense attention, which equals it only up to {max} tokens",
+                self.family.name()
+            ))),
+            _ => Ok(()),
         }
     }
 

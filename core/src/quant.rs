@@ -21,6 +21,8 @@ pub struct Fp8Block {
     /// Modules the checkpoint keeps unquantised (`modules_to_not_convert`, names without the
     /// `.weight` suffix).
     pub not_converted: Vec<String>,
+    /// `scale_fmt: "ue8m0"`: every block scale a power of two.
+    pub pow2_scales: bool,
 }
 
 impl Fp8Block {
@@ -60,6 +62,7 @@ impl Fp8Block {
         Ok(Some(Fp8Block {
             block: [block[0] as usize, block[1] as usize],
             not_converted,
+            pow2_scales: q.get("scale_fmt").and_then(Value::as_str) == Some("ue8m0"),
         }))
     }
 
@@ -74,6 +77,9 @@ impl Fp8Block {
         if !self.not_converted.is_empty() {
             q["modules_to_not_convert"] = self.not_converted.clone().into();
         }
+        if self.pow2_scales {
+            q["scale_fmt"] = "ue8m0".into();
+        }
         q
     }
 }
@@ -84,6 +90,9 @@ pub struct BlockQuant {
     pub block: [usize; 2],
     /// The dtype its scales are stored in.
     pub scale_dtype: DType,
+    /// Scales are powers of two even when stored as floats (`scale_fmt: "ue8m0"`,
+    /// DeepSeek-V3.1/V3.2): newly quantised blocks round their scale up to one.
+    pub pow2: bool,
 }
 
 /// The name of a weight's scale tensor: `X.weight` → `X.weight_scale_inv`, any other name
@@ -167,7 +176,7 @@ pub fn quantize(values: &[f32], shape: &[usize], q: BlockQuant) -> Result<(Vec<u
     }
     for s in inv.iter_mut() {
         *s = if *s > 0.0 && s.is_finite() { *s / E4M3_MAX } else { 1.0 };
-        if q.scale_dtype == DType::F8E8M0 {
+        if q.scale_dtype == DType::F8E8M0 || q.pow2 {
             *s = 2f32.powi(s.log2().ceil() as i32);
         }
     }
@@ -215,6 +224,7 @@ mod tests {
             let q = BlockQuant {
                 block: [2, 3],
                 scale_dtype: sd,
+                pow2: false,
             };
             let (bytes, scales) = quantize(&v, &shape, q).unwrap();
             assert_eq!(scales.len(), 2 * 3 * 3 * sd.size().unwrap());
@@ -231,12 +241,27 @@ mod tests {
         assert_eq!(scale_name("model.layers.0.mlp.down_proj.weight"), "model.layers.0.mlp.down_proj.weight_scale_inv");
     }
 
+    /// `scale_fmt: ue8m0` (DeepSeek-V3.2): F32 scales that are powers of two, the next one up
+    /// from amax / 448, so the block maximum still fits.
+    #[test]
+    fn ue8m0_scales_are_powers_of_two_at_or_above_amax_over_448() {
+        let v = [0.3f32, -0.01, 112.0, 2.0];
+        let q = BlockQuant { block: [1, 2], scale_dtype: DType::F32, pow2: true };
+        let (bytes, scales) = quantize(&v, &[2, 2], q).unwrap();
+        let s = decode_f32(DType::F32, &scales);
+        assert_eq!(s, vec![2f32.powi(-10), 2f32.powi(-2)]);
+        let back = dequantize(&bytes, &[2, 2], &s, q).unwrap();
+        assert_eq!(back[2], 112.0);
+        assert!((back[0] - 0.3).abs() < 0.3 / 16.0);
+    }
+
     #[test]
     fn quantised_values_are_exact_at_the_block_maximum_and_zero_blocks_scale_one() {
         let v = [0.0f32, 0.0, 3.5, -7.0];
         let q = BlockQuant {
             block: [1, 2],
             scale_dtype: DType::F32,
+            pow2: false,
         };
         let (bytes, scales) = quantize(&v, &[2, 2], q).unwrap();
         let s = decode_f32(DType::F32, &scales);

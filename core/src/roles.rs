@@ -39,6 +39,13 @@ pub enum AttnRole {
     KvABias,
     KvANorm,
     KvB,
+    /// DeepSeek-V3.2's sparse-attention indexer: its query up-projection (from the q latent),
+    /// key projection, key LayerNorm (weight and bias) and per-head score weights.
+    IndexerQB,
+    IndexerK,
+    IndexerKNorm,
+    IndexerKNormBias,
+    IndexerWeights,
 }
 
 /// Tensors that belong to one decoder layer.

@@ -55,6 +55,7 @@ pub async fn stats(s: &Session, name: &str, bins: usize, p: &Progress) -> Result
         let q = moegrow_core::quant::BlockQuant {
             block: sc.block,
             scale_dtype: sc.dtype,
+            pow2: false, // only dequantises
         };
         let cols = *shape.last().unwrap_or(&1);
         let band = sc.block[0] * cols; // bytes of one block row (e4m3: one byte per value)

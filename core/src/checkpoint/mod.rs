@@ -615,6 +615,7 @@ impl TensorSource for Checkpoint {
             Ok(self.entry(r)?.scale.as_ref().map(|s| crate::quant::BlockQuant {
                 block: s.block,
                 scale_dtype: s.dtype,
+                pow2: self.config.quant.as_ref().is_some_and(|q| q.pow2_scales),
             }))
         };
         if self.has(role) {

@@ -10,7 +10,14 @@
 //!   `norm_topk_prob`, then × `routed_scaling_factor`. RoPE interleaved iff `rope_interleave`
 //!   (default true).
 //!
-//! Reference: transformers `models/deepseek_v2/modeling_deepseek_v2.py`, `models/deepseek_v3/…`.
+//! - V3.2 (`deepseek_v32`): V3's weights and routing plus a sparse-attention indexer in every
+//!   layer (`self_attn.indexer.*`: `wq_b` from the q latent, `wk`, a LayerNorm `k_norm`,
+//!   `weights_proj`); RoPE always interleaved, q LoRA required. The indexer picks `index_topk`
+//!   keys per query, so up to that many tokens attention is exactly dense MLA, which is what
+//!   moegrow computes (longer inputs are refused, [`crate::ModelConfig::max_exact_tokens`]).
+//!
+//! Reference: transformers `models/deepseek_v2/modeling_deepseek_v2.py`, `models/deepseek_v3/…`,
+//! `models/deepseek_v32/modeling_deepseek_v32.py` (`DeepseekV32Indexer`).
 
 use super::{Common, Family, NameScheme, Specific};
 use crate::config::*;
@@ -22,7 +29,16 @@ pub(crate) const NAMES: NameScheme = NameScheme {
     shared_prefix: "mlp.shared_experts.",
 };
 
-pub(crate) fn parse_config(raw: RawConfig, v3: bool) -> Result<ModelConfig> {
+/// Which DeepSeek.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Version {
+    V2,
+    V3,
+    V32,
+}
+
+pub(crate) fn parse_config(raw: RawConfig, version: Version) -> Result<ModelConfig> {
+    let v3 = version != Version::V2;
     let mut c = Common::parse(raw, 1e-6)?;
     // The routing transformers implements for each version; the original code's other options
     // change the math, so computing refuses them (growth does not depend on them).
@@ -75,13 +91,28 @@ pub(crate) fn parse_config(raw: RawConfig, v3: bool) -> Result<ModelConfig> {
             "DeepSeek-V3 routing needs at least two experts per group",
         ));
     }
+    let indexer = if version == Version::V32 {
+        if raw.opt_usize("q_lora_rank")?.is_none() {
+            return Err(Error::config(
+                "DeepSeek-V3.2 needs `q_lora_rank`: its indexer reads the query latent",
+            ));
+        }
+        Some(IndexerConfig {
+            heads: raw.opt_usize("index_n_heads")?.unwrap_or(64),
+            head_dim: raw.opt_usize("index_head_dim")?.unwrap_or(128),
+            topk: raw.opt_usize("index_topk")?.unwrap_or(2048),
+        })
+    } else {
+        None
+    };
     let mla = MlaConfig {
+        indexer,
         q_lora_rank: raw.opt_usize("q_lora_rank")?,
         kv_lora_rank: raw.usize("kv_lora_rank")?,
         qk_nope_head_dim: raw.usize("qk_nope_head_dim")?,
         qk_rope_head_dim: raw.usize("qk_rope_head_dim")?,
         v_head_dim: raw.usize("v_head_dim")?,
-        rope_interleave: if v3 {
+        rope_interleave: if version == Version::V3 {
             raw.bool_or("rope_interleave", true)?
         } else {
             true
@@ -91,23 +122,21 @@ pub(crate) fn parse_config(raw: RawConfig, v3: bool) -> Result<ModelConfig> {
     let layers = c.num_layers;
     let head_dim = mla.qk_head_dim();
     let mut cfg = c.finish(
-        if v3 {
-            Family::DeepseekV3
-        } else {
-            Family::DeepseekV2
+        match version {
+            Version::V2 => Family::DeepseekV2,
+            Version::V3 => Family::DeepseekV3,
+            Version::V32 => Family::DeepseekV32,
         },
         raw,
         Specific {
             attention: Attention::Mla(mla),
-            mlp: (0..layers)
-                .map(|i| {
-                    if i >= first_dense {
-                        MlpKind::Moe
-                    } else {
-                        MlpKind::Dense
-                    }
-                })
-                .collect(),
+            mlp: if version == Version::V32 {
+                super::mlp_layer_types(raw, layers, first_dense)?
+            } else {
+                (0..layers)
+                    .map(|i| if i >= first_dense { MlpKind::Moe } else { MlpKind::Dense })
+                    .collect()
+            },
             dense_intermediate: raw.usize("intermediate_size")?,
             moe: MoeConfig {
                 num_experts,

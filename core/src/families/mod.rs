@@ -25,11 +25,12 @@ pub enum Family {
     Olmoe,
     DeepseekV2,
     DeepseekV3,
+    DeepseekV32,
     Glm4Moe,
 }
 
 const SUPPORTED: &str =
-    "mixtral, qwen2_moe, qwen3_moe, olmoe, deepseek_v2, deepseek_v3 (and kimi_k2, its alias), glm4_moe";
+    "mixtral, qwen2_moe, qwen3_moe, olmoe, deepseek_v2, deepseek_v3 (and kimi_k2, its alias), deepseek_v32, glm4_moe";
 
 /// `model_type`s that are another family's architecture under a new name: Moonshot's Kimi-K2
 /// is DeepSeek-V3's (transformers has no `kimi_k2` of its own; Kimi-K2.5 rewrites it to
@@ -47,13 +48,14 @@ pub(crate) struct NameScheme {
 }
 
 impl Family {
-    pub const ALL: [Family; 7] = [
+    pub const ALL: [Family; 8] = [
         Family::Mixtral,
         Family::Qwen2Moe,
         Family::Qwen3Moe,
         Family::Olmoe,
         Family::DeepseekV2,
         Family::DeepseekV3,
+        Family::DeepseekV32,
         Family::Glm4Moe,
     ];
 
@@ -79,6 +81,7 @@ impl Family {
             Family::Olmoe => "olmoe",
             Family::DeepseekV2 => "deepseek_v2",
             Family::DeepseekV3 => "deepseek_v3",
+            Family::DeepseekV32 => "deepseek_v32",
             Family::Glm4Moe => "glm4_moe",
         }
     }
@@ -92,6 +95,7 @@ impl Family {
             Family::Olmoe => "OLMoE",
             Family::DeepseekV2 => "DeepSeek-V2",
             Family::DeepseekV3 => "DeepSeek-V3",
+            Family::DeepseekV32 => "DeepSeek-V3.2",
             Family::Glm4Moe => "GLM-4.5",
         }
     }
@@ -102,8 +106,9 @@ impl Family {
             Family::Qwen2Moe => qwen2_moe::parse_config(raw),
             Family::Qwen3Moe => qwen3_moe::parse_config(raw),
             Family::Olmoe => olmoe::parse_config(raw),
-            Family::DeepseekV2 => deepseek::parse_config(raw, false),
-            Family::DeepseekV3 => deepseek::parse_config(raw, true),
+            Family::DeepseekV2 => deepseek::parse_config(raw, deepseek::Version::V2),
+            Family::DeepseekV3 => deepseek::parse_config(raw, deepseek::Version::V3),
+            Family::DeepseekV32 => deepseek::parse_config(raw, deepseek::Version::V32),
             Family::Glm4Moe => glm4_moe::parse_config(raw),
         }
     }
@@ -114,7 +119,7 @@ impl Family {
             Family::Qwen2Moe => qwen2_moe::NAMES,
             Family::Qwen3Moe => qwen3_moe::NAMES,
             Family::Olmoe => olmoe::NAMES,
-            Family::DeepseekV2 | Family::DeepseekV3 => deepseek::NAMES,
+            Family::DeepseekV2 | Family::DeepseekV3 | Family::DeepseekV32 => deepseek::NAMES,
             Family::Glm4Moe => glm4_moe::NAMES,
         }
     }
@@ -125,7 +130,7 @@ impl Family {
     pub fn keeps_f32(self, role: Role) -> bool {
         matches!(
             self,
-            Family::DeepseekV2 | Family::DeepseekV3 | Family::Glm4Moe
+            Family::DeepseekV2 | Family::DeepseekV3 | Family::DeepseekV32 | Family::Glm4Moe
         ) && matches!(
             role.layer_part(),
             Some((_, LayerRole::Router | LayerRole::RouterBias))
@@ -209,6 +214,11 @@ fn attention_suffix(a: AttnRole) -> &'static str {
         KvABias => "kv_a_proj_with_mqa.bias",
         KvANorm => "kv_a_layernorm.weight",
         KvB => "kv_b_proj.weight",
+        IndexerQB => "indexer.wq_b.weight",
+        IndexerK => "indexer.wk.weight",
+        IndexerKNorm => "indexer.k_norm.weight",
+        IndexerKNormBias => "indexer.k_norm.bias",
+        IndexerWeights => "indexer.weights_proj.weight",
     }
 }
 
@@ -363,6 +373,35 @@ pub(crate) fn qwen_layer_kinds(
             }
         })
         .collect())
+}
+
+/// Dense or MoE per layer from `mlp_layer_types` (`"dense"` / `"sparse"`, transformers 5's
+/// spelling for DeepSeek-V3.2 and GLM-4.7-Flash), or, when absent, the first `first_dense`
+/// layers dense.
+pub(crate) fn mlp_layer_types(
+    raw: RawConfig,
+    layers: usize,
+    first_dense: usize,
+) -> Result<Vec<crate::config::MlpKind>> {
+    use crate::config::MlpKind;
+    let Some(v) = raw.get("mlp_layer_types").filter(|v| !v.is_null()) else {
+        return Ok((0..layers)
+            .map(|i| if i >= first_dense { MlpKind::Moe } else { MlpKind::Dense })
+            .collect());
+    };
+    let list = v
+        .as_array()
+        .filter(|a| a.len() == layers)
+        .ok_or_else(|| Error::config(format!("`mlp_layer_types` must list {layers} layers, found {v}")))?;
+    list.iter()
+        .map(|t| match t.as_str() {
+            Some("dense") => Ok(MlpKind::Dense),
+            Some("sparse") => Ok(MlpKind::Moe),
+            _ => Err(Error::config(format!(
+                "`mlp_layer_types` entries are \"dense\" or \"sparse\", found {t}"
+            ))),
+        })
+        .collect()
 }
 
 /// Sliding window for all layers when `use_sliding_window` is set (Qwen3-MoE).

@@ -110,6 +110,11 @@ fn check(n: usize, k: usize, a: usize, b: usize) -> Result<()> {
     Ok(())
 }
 
+/// Config lists with one entry per decoder layer, which follow the layer map: attention kinds
+/// (Qwen, gpt-oss, Qwen3-Next), dense/MoE kinds (DeepSeek-V3.2, GLM-4.7-Flash), indexer kinds
+/// and Llama-4's RoPE switches.
+pub const PER_LAYER_LISTS: &[&str] = &["layer_types", "mlp_layer_types", "indexer_types", "no_rope_layers"];
+
 /// The config of the deeper model: the layer count and every per-layer list follow the map.
 /// A map the family's config cannot express is refused with the reason.
 pub fn grow_config(cfg: &ModelConfig, map: &LayerMap) -> Result<serde_json::Map<String, Value>> {
@@ -117,12 +122,22 @@ pub fn grow_config(cfg: &ModelConfig, map: &LayerMap) -> Result<serde_json::Map<
     let new_n = map.len();
     raw.insert("num_hidden_layers".into(), new_n.into());
     let sources = map.sources();
-    if let Some(Value::Array(types)) = cfg.raw.get("layer_types") {
-        if types.len() == cfg.num_layers {
-            raw.insert(
-                "layer_types".into(),
-                Value::Array(sources.iter().map(|&s| types[s].clone()).collect()),
-            );
+    for key in PER_LAYER_LISTS {
+        match cfg.raw.get(*key) {
+            Some(Value::Array(list)) if list.len() == cfg.num_layers => {
+                raw.insert(
+                    key.to_string(),
+                    Value::Array(sources.iter().map(|&s| list[s].clone()).collect()),
+                );
+            }
+            Some(Value::Array(list)) => {
+                return Err(Error::Invalid(format!(
+                    "config.json's `{key}` has {} entries for {} layers; moegrow cannot tell which layer each describes",
+                    list.len(),
+                    cfg.num_layers
+                )))
+            }
+            _ => {}
         }
     }
     let kinds: Vec<MlpKind> = sources.iter().map(|&s| cfg.mlp[s]).collect();
@@ -147,7 +162,10 @@ pub fn grow_config(cfg: &ModelConfig, map: &LayerMap) -> Result<serde_json::Map<
                 raw.insert("layer_types".into(), types.into());
             }
         }
-        Family::DeepseekV2 | Family::DeepseekV3 | Family::Glm4Moe => {
+        // DeepSeek-V3.2 reads its dense/MoE pattern from `mlp_layer_types` when the config has
+        // it (remapped above): any pattern is expressible.
+        Family::DeepseekV32 if matches!(cfg.raw.get("mlp_layer_types"), Some(Value::Array(_))) => {}
+        Family::DeepseekV2 | Family::DeepseekV3 | Family::DeepseekV32 | Family::Glm4Moe => {
             let first_moe = kinds
                 .iter()
                 .position(|k| *k == MlpKind::Moe)

@@ -103,6 +103,7 @@ fn check_tokens(cfg: &ModelConfig, tokens: &[u32]) -> Result<()> {
     if tokens.is_empty() {
         return Err(Error::Invalid("forward needs at least one token".into()));
     }
+    cfg.check_length(tokens.len())?;
     match tokens.iter().position(|&t| t as usize >= cfg.vocab_size) {
         Some(t) => Err(Error::Invalid(format!(
             "token id {} at position {t} is outside the vocabulary (size {})",

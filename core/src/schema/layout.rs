@@ -270,6 +270,7 @@ impl Storage {
             return Ok(Storage::Fp8(BlockQuant {
                 block,
                 scale_dtype: DType::F32,
+                pow2: false,
             }));
         }
         DType::parse(s).map(Storage::Values).ok_or_else(|| {
@@ -295,6 +296,7 @@ impl Storage {
                     let cfg = crate::quant::Fp8Block {
                         block: q.block,
                         not_converted: Vec::new(),
+                        pow2_scales: q.pow2,
                     };
                     raw.insert("quantization_config".into(), cfg.to_json());
                 }

@@ -12,7 +12,7 @@ mod source;
 mod tree;
 
 pub use source::{decode_or_dequantize, read_f32, TensorSource};
-pub use tree::{Attention, Experts, Ffn, Gqa, Layer, Mla, Mlp, Moe, Mtp, Weights};
+pub use tree::{Attention, Experts, Ffn, Gqa, Indexer, Layer, Mla, Mlp, Moe, Mtp, Weights};
 
 use crate::config::{self, ModelConfig, QkNorm};
 use crate::roles::{AttnRole, LayerRole, LayerSlot, MtpRole, Role};
@@ -181,6 +181,21 @@ pub fn layer(cfg: &ModelConfig, slot: LayerSlot) -> Layer<Spec> {
                 o: attn(O, vec![h, nh * m.v_head_dim], Kind::Matrix),
                 kv_a_bias: m.bias.then(|| attn(KvABias, vec![kv_a], Kind::Bias)),
                 o_bias: m.bias.then(|| attn(OBias, vec![h], Kind::Bias)),
+                indexer: m.indexer.as_ref().map(|ix| {
+                    let r = lora.unwrap_or(0);
+                    let d = ix.head_dim;
+                    // The score weights stay in float32 in transformers
+                    // (`_keep_in_fp32_modules`), so never block-quantised.
+                    let mut weights = attn(IndexerWeights, vec![ix.heads, h], Kind::Matrix);
+                    weights.quantizable = false;
+                    tree::Indexer {
+                        wq_b: attn(IndexerQB, vec![ix.heads * d, r], Kind::Matrix),
+                        wk: attn(IndexerK, vec![d, h], Kind::Matrix),
+                        k_norm: attn(IndexerKNorm, vec![d], Kind::Norm),
+                        k_norm_bias: attn(IndexerKNormBias, vec![d], Kind::Bias),
+                        weights_proj: weights,
+                    }
+                }),
             })
         }
     };

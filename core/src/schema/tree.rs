@@ -142,12 +142,31 @@ pub struct Mla<T> {
     pub o: T,
     pub kv_a_bias: Option<T>,
     pub o_bias: Option<T>,
+    /// DeepSeek-V3.2's sparse-attention indexer.
+    pub indexer: Option<Indexer<T>>,
 }
 traverse!(Mla {
     opt q, opt q_a, opt q_a_norm, opt q_b, opt q_a_bias,
     leaf kv_a, leaf kv_a_norm, leaf kv_b, leaf o,
-    opt kv_a_bias, opt o_bias,
+    opt kv_a_bias, opt o_bias, opt_node indexer,
 });
+
+/// DeepSeek-V3.2's lightning indexer: it scores every earlier key per query
+/// (`Σ_h w_h · relu(q_h · k)`, `q = wq_b(q latent)`, `k = LayerNorm(wk(x))`) and lets attention
+/// see only the `index_topk` best. Up to `index_topk` tokens it selects every key, so the
+/// attention is exactly dense attention; moegrow computes that and refuses longer inputs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Indexer<T> {
+    /// `[heads · head_dim, q_lora_rank]`.
+    pub wq_b: T,
+    /// `[head_dim, H]`.
+    pub wk: T,
+    pub k_norm: T,
+    pub k_norm_bias: T,
+    /// `[heads, H]`.
+    pub weights_proj: T,
+}
+traverse!(Indexer { leaf wq_b, leaf wk, leaf k_norm, leaf k_norm_bias, leaf weights_proj });
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Mlp<T> {

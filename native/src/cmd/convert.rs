@@ -26,7 +26,14 @@ pub fn storage(cfg: &ModelConfig, dtype: Option<&str>, block: Option<&str>) -> a
             bail!("--block needs --dtype fp8")
         }
         None => Ok(Storage::AsSource),
-        Some(d) => Ok(Storage::parse(d, block)?),
+        // Requantising keeps the source's scale format (`ue8m0`: powers of two).
+        Some(d) => Ok(match Storage::parse(d, block)? {
+            Storage::Fp8(mut q) => {
+                q.pow2 = cfg.quant.as_ref().is_some_and(|s| s.pow2_scales);
+                Storage::Fp8(q)
+            }
+            other => other,
+        }),
     }
 }
 

@@ -82,6 +82,7 @@ impl<'g> GpuModel<'g> {
         if t == 0 {
             return Err(Error::Invalid("forward needs at least one token".into()));
         }
+        cfg.check_length(t)?;
         if t > MAX_ATTENTION_TOKENS {
             return Err(Error::Invalid(format!(
                 "the GPU attention kernel takes at most {MAX_ATTENTION_TOKENS} tokens, got {t}"
