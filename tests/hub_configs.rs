@@ -129,3 +129,33 @@ fn deepseek_v32_hub_config() {
     let t = ModelConfig::from_json(serde_json::Value::Object(raw)).unwrap();
     assert_eq!((t.mlp[0], t.mlp[5]), (MlpKind::Moe, MlpKind::Dense));
 }
+
+/// MiniMax-M2.5: `rotary_dim` 64 of 128, q/k RMSNorm over the whole projection, sigmoid routing
+/// with the correction bias stored on the MoE block, always renormalised, 256 experts, top-8.
+#[test]
+fn minimax_hub_config() {
+    use moegrow_core::config::QkNorm;
+    use moegrow_core::schema::layout::disk_tensors;
+    let c = hub("MiniMax-M2.5");
+    assert_eq!(c.family, Family::MinimaxM2);
+    assert_eq!((c.head_dim, c.rotary_dim, c.rope.theta), (128, 64, 5e6));
+    let Attention::Standard { qk_norm, qkv_bias, .. } = c.attention else { panic!("GQA") };
+    assert_eq!((qk_norm, qkv_bias), (QkNorm::FullWidth, false));
+    let r = &c.moe.router;
+    assert_eq!((r.scoring, r.normalize, r.correction_bias, r.routed_scaling_factor), (Scoring::Sigmoid, true, true, 1.0));
+    assert_eq!((c.moe.num_experts, c.moe.top_k, c.moe.intermediate), (256, 8, 1536));
+    assert!(c.moe.shared.is_none() && c.mlp.len() == 62);
+    let names: Vec<String> = disk_tensors(&c, moegrow_core::ExpertLayout::PerExpert)
+        .into_iter()
+        .filter(|t| t.name.starts_with("model.layers.0."))
+        .map(|t| t.name)
+        .collect();
+    for want in [
+        "model.layers.0.block_sparse_moe.e_score_correction_bias",
+        "model.layers.0.block_sparse_moe.gate.weight",
+        "model.layers.0.block_sparse_moe.experts.255.w3.weight",
+        "model.layers.0.self_attn.q_norm.weight",
+    ] {
+        assert!(names.iter().any(|n| n == want), "{want} not in {names:?}");
+    }
+}

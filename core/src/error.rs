@@ -27,7 +27,7 @@ pub enum Error {
     },
     #[error("config.json: {0}")]
     Config(String),
-    #[error("unsupported model family `{model_type}`: moegrow supports {supported}")]
+    #[error("unsupported model family `{model_type}`: moegrow supports {supported} (`grow --infer-schema` grows others from their tensor names and shapes)")]
     UnsupportedFamily {
         model_type: String,
         supported: &'static str,

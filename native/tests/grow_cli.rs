@@ -259,3 +259,29 @@ fn output_does_not_depend_on_the_thread_count() {
     let four = run("4", &tmp.path().join("four"));
     assert!(one == four, "1 and 4 threads wrote different bytes");
 }
+
+/// A family moegrow has no schema for: plain `grow` refuses it and points at `--infer-schema`,
+/// which prints what it inferred and writes the grown checkpoint; options that need the
+/// family's math are refused by name.
+#[test]
+fn infer_schema_grows_a_family_without_a_schema() {
+    let src = fixture("unknown/phi-3.5-moe-instruct");
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("grown");
+    let o = out.to_str().unwrap();
+    let plain = moegrow(&["grow", &src, o, "--experts", "2"]);
+    let (_, err) = text(&plain);
+    assert!(!plain.status.success() && err.contains("phimoe") && err.contains("--infer-schema"), "{err}");
+    let r = moegrow(&["grow", &src, o, "--infer-schema", "--experts", "2", "--depth", "2"]);
+    let (stdout, err) = text(&r);
+    assert!(r.status.success(), "{stdout}\n{err}");
+    for want in ["inferred", "layers: 3 under `model.layers.`", "8 routed experts", "block_sparse_moe.gate.weight", "`num_local_experts`"] {
+        assert!(stdout.contains(want), "`{want}` not in:\n{stdout}");
+    }
+    let cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    assert_eq!((cfg["num_hidden_layers"].as_u64(), cfg["num_local_experts"].as_u64()), (Some(6), Some(16)));
+    assert!(out.join("growth.json").exists());
+    let r = moegrow(&["grow", &src, tmp.path().join("v").to_str().unwrap(), "--infer-schema", "--verify"]);
+    let (_, err) = text(&r);
+    assert!(!r.status.success() && err.contains("--verify needs the family's schema"), "{err}");
+}

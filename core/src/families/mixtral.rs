@@ -11,6 +11,7 @@ pub(crate) const NAMES: NameScheme = NameScheme {
     moe_prefix: "block_sparse_moe.",
     expert_proj: ["w1", "w3", "w2"],
     shared_prefix: "",
+    router_bias: "gate.e_score_correction_bias",
 };
 
 pub(crate) fn parse_config(raw: RawConfig) -> Result<ModelConfig> {

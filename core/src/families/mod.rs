@@ -6,6 +6,7 @@
 
 mod deepseek;
 mod glm4_moe;
+mod minimax_m2;
 mod mixtral;
 mod olmoe;
 mod qwen2_moe;
@@ -27,10 +28,11 @@ pub enum Family {
     DeepseekV3,
     DeepseekV32,
     Glm4Moe,
+    MinimaxM2,
 }
 
 const SUPPORTED: &str =
-    "mixtral, qwen2_moe, qwen3_moe, olmoe, deepseek_v2, deepseek_v3 (and kimi_k2, its alias), deepseek_v32, glm4_moe";
+    "mixtral, qwen2_moe, qwen3_moe, olmoe, deepseek_v2, deepseek_v3 (and kimi_k2, its alias), deepseek_v32, glm4_moe, minimax_m2";
 
 /// `model_type`s that are another family's architecture under a new name: Moonshot's Kimi-K2
 /// is DeepSeek-V3's (transformers has no `kimi_k2` of its own; Kimi-K2.5 rewrites it to
@@ -45,10 +47,13 @@ pub(crate) struct NameScheme {
     pub expert_proj: [&'static str; 3],
     /// Prefix of the shared expert(s), if the family has them.
     pub shared_prefix: &'static str,
+    /// The routing correction bias after the MoE block's prefix (`gate.e_score_correction_bias`;
+    /// MiniMax-M2 keeps it on the block itself).
+    pub router_bias: &'static str,
 }
 
 impl Family {
-    pub const ALL: [Family; 8] = [
+    pub const ALL: [Family; 9] = [
         Family::Mixtral,
         Family::Qwen2Moe,
         Family::Qwen3Moe,
@@ -57,6 +62,7 @@ impl Family {
         Family::DeepseekV3,
         Family::DeepseekV32,
         Family::Glm4Moe,
+        Family::MinimaxM2,
     ];
 
     pub fn from_model_type(model_type: &str) -> Result<Family> {
@@ -83,6 +89,7 @@ impl Family {
             Family::DeepseekV3 => "deepseek_v3",
             Family::DeepseekV32 => "deepseek_v32",
             Family::Glm4Moe => "glm4_moe",
+            Family::MinimaxM2 => "minimax_m2",
         }
     }
 
@@ -97,6 +104,7 @@ impl Family {
             Family::DeepseekV3 => "DeepSeek-V3",
             Family::DeepseekV32 => "DeepSeek-V3.2",
             Family::Glm4Moe => "GLM-4.5",
+            Family::MinimaxM2 => "MiniMax-M2",
         }
     }
 
@@ -110,6 +118,7 @@ impl Family {
             Family::DeepseekV3 => deepseek::parse_config(raw, deepseek::Version::V3),
             Family::DeepseekV32 => deepseek::parse_config(raw, deepseek::Version::V32),
             Family::Glm4Moe => glm4_moe::parse_config(raw),
+            Family::MinimaxM2 => minimax_m2::parse_config(raw),
         }
     }
 
@@ -121,6 +130,7 @@ impl Family {
             Family::Olmoe => olmoe::NAMES,
             Family::DeepseekV2 | Family::DeepseekV3 | Family::DeepseekV32 => deepseek::NAMES,
             Family::Glm4Moe => glm4_moe::NAMES,
+            Family::MinimaxM2 => minimax_m2::NAMES,
         }
     }
 
@@ -180,7 +190,7 @@ impl Family {
             LayerRole::PostAttnNorm => "post_attention_layernorm.weight".to_string(),
             LayerRole::Attn(a) => format!("self_attn.{}", attention_suffix(a)),
             LayerRole::Router => format!("{moe}gate.weight"),
-            LayerRole::RouterBias => format!("{moe}gate.e_score_correction_bias"),
+            LayerRole::RouterBias => format!("{moe}{}", n.router_bias),
             LayerRole::Expert(e, p) => {
                 format!("{moe}experts.{e}.{}.weight", n.expert_proj[proj(p)])
             }

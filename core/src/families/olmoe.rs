@@ -11,6 +11,7 @@ pub(crate) const NAMES: NameScheme = NameScheme {
     moe_prefix: "mlp.",
     expert_proj: ["gate_proj", "up_proj", "down_proj"],
     shared_prefix: "",
+    router_bias: "gate.e_score_correction_bias",
 };
 
 pub(crate) fn parse_config(raw: RawConfig) -> Result<ModelConfig> {

@@ -111,9 +111,15 @@ fn check(n: usize, k: usize, a: usize, b: usize) -> Result<()> {
 }
 
 /// Config lists with one entry per decoder layer, which follow the layer map: attention kinds
-/// (Qwen, gpt-oss, Qwen3-Next), dense/MoE kinds (DeepSeek-V3.2, GLM-4.7-Flash), indexer kinds
-/// and Llama-4's RoPE switches.
-pub const PER_LAYER_LISTS: &[&str] = &["layer_types", "mlp_layer_types", "indexer_types", "no_rope_layers"];
+/// (Qwen, gpt-oss, Qwen3-Next; MiniMax's `attn_type_list`), dense/MoE kinds (DeepSeek-V3.2,
+/// GLM-4.7-Flash), indexer kinds and Llama-4's RoPE switches.
+pub const PER_LAYER_LISTS: &[&str] = &[
+    "layer_types",
+    "mlp_layer_types",
+    "indexer_types",
+    "no_rope_layers",
+    "attn_type_list",
+];
 
 /// The config of the deeper model: the layer count and every per-layer list follow the map.
 /// A map the family's config cannot express is refused with the reason.
@@ -179,7 +185,7 @@ pub fn grow_config(cfg: &ModelConfig, map: &LayerMap) -> Result<serde_json::Map<
             }
             raw.insert("first_k_dense_replace".into(), first_moe.into());
         }
-        Family::Mixtral | Family::Olmoe => {}
+        Family::Mixtral | Family::Olmoe | Family::MinimaxM2 => {}
     }
     Ok(raw)
 }

@@ -4,6 +4,7 @@
 //! checkpoint of any size grows in memory bounded by its largest tensor.
 
 pub mod depth;
+pub mod inferred;
 pub mod noise;
 pub mod provenance;
 pub mod stages;

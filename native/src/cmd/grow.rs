@@ -79,6 +79,12 @@ pub struct Args {
     pub probe: Option<String>,
     #[arg(long)]
     pub force: bool,
+    /// Grow a checkpoint of a family moegrow has no schema for: infer the layers, experts,
+    /// router and config keys from tensor names and shapes, print what was inferred, and
+    /// refuse anything ambiguous. Depth (interposed or stacked) and width (appended copies)
+    /// growth; the math is unknown, so `--verify` is not available.
+    #[arg(long)]
+    pub infer_schema: bool,
 }
 
 impl Args {
@@ -144,6 +150,9 @@ fn ensure_space(out: &Path, needed: u64, free: Option<u64>) -> anyhow::Result<()
 }
 
 pub fn run(a: Args) -> anyhow::Result<()> {
+    if a.infer_schema {
+        return run_inferred(&a);
+    }
     let plan = plan(&a)?;
     let src = super::open(&a.source)?;
     for w in src.warnings() {
@@ -295,4 +304,91 @@ mod tests {
             "walks up to an existing directory"
         );
     }
+}
+
+/// `grow --infer-schema`: the schema from tensor names and shapes
+/// ([`moegrow_core::growth::inferred`]), the options it supports, the same atomic writer.
+fn run_inferred(a: &Args) -> anyhow::Result<()> {
+    use moegrow_core::growth::inferred::{grow, Inferred, InferredPlan, RawCheckpoint};
+    use moegrow_core::growth::LayerMap;
+    let unsupported = [
+        (a.zero_init_copies, "--zero-init-copies"),
+        (a.interleave_copies, "--interleave-copies"),
+        (a.noise_on != NoiseOn::Copies, "--noise-on"),
+        (a.no_router_noise, "--no-router-noise"),
+        (a.new_experts != NewExperts::Copy, "--new-experts"),
+        (a.aux_coef != AuxCoef::Keep, "--aux-coef"),
+        (a.width_first, "--width-first"),
+        (a.layout.is_some(), "--layout"),
+        (a.dtype.is_some(), "--dtype"),
+        (a.block.is_some(), "--block"),
+        (a.verify, "--verify"),
+        (a.probe.is_some(), "--probe"),
+    ];
+    if let Some((_, flag)) = unsupported.iter().find(|(on, _)| *on) {
+        bail!("{flag} needs the family's schema and is not available with --infer-schema");
+    }
+    let ck = RawCheckpoint::open(&a.source).with_context(|| format!("cannot read {}", a.source.display()))?;
+    let schema = Inferred::infer(&ck).with_context(|| format!("cannot infer the schema of {}", a.source.display()))?;
+    println!("inferred (from tensor names and shapes):");
+    for line in schema.describe() {
+        println!("        {line}");
+    }
+    let n = schema.num_layers;
+    let map = match (&a.layer_map, a.depth) {
+        (Some(m), _) => LayerMap::explicit(n, m)?,
+        (None, Some(k)) => match a.depth_method {
+            DepthMethod::Interpose => LayerMap::interpose(n, k, a.keep_first, a.keep_last)?,
+            DepthMethod::Stack => LayerMap::stack(n, k, a.keep_first, a.keep_last)?,
+        },
+        (None, None) => LayerMap::interpose(n, 1, 0, 0)?,
+    };
+    let plan = InferredPlan {
+        sources: map.sources(),
+        width: a.experts.unwrap_or(1),
+        noise: a.noise,
+        seed: a.seed,
+    };
+    if plan.width == 0 {
+        bail!("--experts must be at least 1");
+    }
+    let (config, tensors) = grow(&ck, &schema, &plan).with_context(|| format!("cannot grow {}", a.source.display()))?;
+    let out_bytes: u64 = tensors.iter().map(|t| t.nbytes() as u64).sum();
+    println!(
+        "plan    depth {} → {} layers, experts ×{}, noise {}",
+        n,
+        plan.sources.len(),
+        plan.width,
+        plan.noise
+    );
+    println!("output  {} tensors, {:.1} MB", tensors.len(), out_bytes as f64 / 1e6);
+    println!("        moegrow does not know this family's math: check the result in transformers (no --verify)");
+    if a.dry_run {
+        return Ok(());
+    }
+    if a.output.exists() && !a.force {
+        bail!("{} already exists; pass --force to replace it", a.output.display());
+    }
+    ensure_space(&a.output, out_bytes, available_space(&a.output))?;
+    let record = serde_json::json!({
+        "source": a.source.display().to_string(),
+        "inferred_schema": schema.describe(),
+        "layer_sources": plan.sources,
+        "experts_factor": plan.width,
+        "noise": plan.noise,
+        "seed": plan.seed,
+    });
+    let opts = WriteOptions {
+        max_shard_bytes: parse_size(&a.max_shard_size)?,
+        force: a.force,
+        metadata: [("moegrow_growth".to_string(), record.to_string())].into(),
+        extra_files: vec![("growth.json".to_string(), serde_json::to_vec_pretty(&record)?)],
+    };
+    let mut text = serde_json::to_string_pretty(&serde_json::Value::Object(config))?;
+    text.push('\n');
+    let bar = bytes_bar(out_bytes, "grow");
+    let summary = write_checkpoint(&a.output, &text, &tensors, Some(&a.source), &opts, |b| bar.inc(b))?;
+    bar.finish_and_clear();
+    println!("wrote   {} ({} files)", a.output.display(), summary.files.len());
+    Ok(())
 }

@@ -67,6 +67,8 @@ const TRAINABLE: &[&str] = &[
     // experts, partial rotary, q/k/v biases, a dense first layer, an MTP block (not run).
     "hub/glm-4.5-air",
     "hub/glm-4.5-air-qk-norm",
+    // MiniMax-M2.5: full-width q/k norm, partial rotary, sigmoid routing with the bias on the block.
+    "hub/minimax-m2.5",
 ];
 
 #[test]
