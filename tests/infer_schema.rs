@@ -132,6 +132,7 @@ fn inferred_growth_is_the_typed_growth_byte_for_byte() {
             *compared.entry(plan_name).or_insert(0) += 1;
         }
     }
+    println!("compared with the typed growth: {compared:?}");
     // Width growth of the softmax (and renormalised sigmoid) families, depth growth of the
     // all-MoE and per-layer-list ones.
     assert!(compared.get("w2").is_some_and(|&c| c >= 20), "{compared:?}");
@@ -221,11 +222,18 @@ fn unknown_families_grow_and_ambiguity_is_refused() {
     // A dense first layer whose config rule is unknown: depth growth is refused, width is not.
     let mut mixed: Vec<_> = vec![tensor("model.embed.weight", &[5, 4]), tensor("model.layers.0.mlp.w.weight", &[4, 4])];
     mixed.extend(layer(1));
-    let d2 = Some(InferredPlan { sources: vec![0, 0, 1, 1], width: 1, noise: 0.0, seed: 0 });
-    assert!(err(serde_json::json!({"first_k_dense_replace": 1}), mixed.clone(), d2).contains("first_k_dense_replace"));
-    let ck = RawCheckpoint::from_parts(config(serde_json::json!({})), mixed);
+    let d2 = || Some(InferredPlan { sources: vec![0, 0, 1, 1], width: 1, noise: 0.0, seed: 0 });
+    assert!(err(serde_json::json!({}), mixed.clone(), d2()).contains("first_k_dense_replace"));
+    let ck = RawCheckpoint::from_parts(config(serde_json::json!({})), mixed.clone());
     let s = Inferred::infer(&ck).unwrap();
     assert!(grow(&ck, &s, &w2().unwrap()).is_ok());
+    // …unless `first_k_dense_replace` counts the dense layers and they stay first.
+    let ck = RawCheckpoint::from_parts(config(serde_json::json!({"first_k_dense_replace": 1})), mixed.clone());
+    let s = Inferred::infer(&ck).unwrap();
+    let (c, _) = grow(&ck, &s, &d2().unwrap()).unwrap();
+    assert_eq!(c["first_k_dense_replace"].as_u64(), Some(2));
+    let stack = Some(InferredPlan { sources: vec![0, 1, 0, 1], width: 1, noise: 0.0, seed: 0 });
+    assert!(err(serde_json::json!({"first_k_dense_replace": 1}), mixed, stack).contains("first_k_dense_replace"));
 }
 
 fn fnv1a64(b: &[u8]) -> String {
@@ -278,4 +286,83 @@ fn a_family_without_a_schema_grows_into_checkpoints_transformers_loads() {
             assert_eq!(want.get(&t.name).and_then(|v| v.as_str()), Some(d.as_str()), "{name}: {}", t.name);
         }
     }
+}
+
+/// Kimi-K2.5 as the hub stores it (its real config; tensor names and dtypes from the hub
+/// checkpoint's listing): a multimodal wrapper whose `text_config` is DeepSeek-V3, the language
+/// model under `language_model.`, a vision tower whose blocks are carried, and routed experts in
+/// compressed-tensors int4 (`weight_packed` I32, `weight_scale` BF16, `weight_shape` I32 per
+/// matrix). moegrow has no schema for it; `--infer-schema` grows it, copying the packed experts
+/// exactly, editing `text_config`, and refusing noise it could not add to packed integers.
+#[test]
+fn kimi_k25_grows_through_inference() {
+    let path = fixtures_dir().join("hub-configs/no-schema/Kimi-K2.5.json");
+    let mut raw: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    // Sizes scaled down, every other key kept.
+    let text = raw.get_mut("text_config").unwrap().as_object_mut().unwrap();
+    for (k, v) in [("num_hidden_layers", 3), ("hidden_size", 16), ("n_routed_experts", 4), ("num_experts_per_tok", 2)] {
+        assert!(text.contains_key(k), "{k}");
+        text.insert(k.into(), v.into());
+    }
+    assert_eq!(text["first_k_dense_replace"].as_u64(), Some(1));
+    let t = |name: String, dtype: DType, shape: &[usize]| {
+        let n: usize = shape.iter().product::<usize>() * dtype.size().unwrap();
+        let bytes: Vec<u8> = (0..n).map(|i| (i * 31 + name.len()) as u8).collect();
+        (name, dtype, shape.to_vec(), bytes)
+    };
+    let mut tensors = vec![
+        t("language_model.model.embed_tokens.weight".into(), DType::BF16, &[8, 16]),
+        t("language_model.model.norm.weight".into(), DType::BF16, &[16]),
+        t("language_model.lm_head.weight".into(), DType::BF16, &[8, 16]),
+        t("mm_projector.proj.0.weight".into(), DType::BF16, &[4, 4]),
+    ];
+    for b in 0..2 {
+        tensors.push(t(format!("vision_tower.encoder.blocks.{b}.wqkv.weight"), DType::BF16, &[6, 2]));
+    }
+    for l in 0..3 {
+        let p = format!("language_model.model.layers.{l}.");
+        tensors.push(t(format!("{p}self_attn.kv_a_proj_with_mqa.weight"), DType::BF16, &[6, 16]));
+        tensors.push(t(format!("{p}input_layernorm.weight"), DType::BF16, &[16]));
+        if l == 0 {
+            tensors.push(t(format!("{p}mlp.gate_proj.weight"), DType::BF16, &[8, 16]));
+            continue;
+        }
+        tensors.push(t(format!("{p}mlp.gate.weight"), DType::BF16, &[4, 16]));
+        tensors.push(t(format!("{p}mlp.gate.e_score_correction_bias"), DType::F32, &[4]));
+        tensors.push(t(format!("{p}mlp.shared_experts.up_proj.weight"), DType::BF16, &[8, 16]));
+        for e in 0..4 {
+            for m in ["gate_proj", "up_proj", "down_proj"] {
+                tensors.push(t(format!("{p}mlp.experts.{e}.{m}.weight_packed"), DType::I32, &[8, 2]));
+                tensors.push(t(format!("{p}mlp.experts.{e}.{m}.weight_scale"), DType::BF16, &[8, 1]));
+                tensors.push(t(format!("{p}mlp.experts.{e}.{m}.weight_shape"), DType::I32, &[2]));
+            }
+        }
+    }
+    let source: BTreeMap<String, Vec<u8>> = tensors.iter().map(|(n, _, _, b)| (n.clone(), b.clone())).collect();
+    let ck = RawCheckpoint::from_parts(raw, tensors);
+    let s = Inferred::infer(&ck).unwrap();
+    assert_eq!((s.text_key.as_deref(), s.prefix.as_str(), s.experts), (Some("text_config"), "language_model.model.layers.", 4));
+    assert_eq!(s.expert_keys, ["n_routed_experts"]);
+    assert!(s.carried.contains(&"vision_tower.encoder.blocks.1.wqkv.weight".to_string()));
+    let plan = InferredPlan { sources: vec![0, 0, 1, 1, 2, 2], width: 2, noise: 0.0, seed: 0 };
+    let (cfg, out) = grow(&ck, &s, &plan).unwrap();
+    let text = cfg["text_config"].as_object().unwrap();
+    assert_eq!(
+        [text["num_hidden_layers"].as_u64(), text["n_routed_experts"].as_u64(), text["num_experts_per_tok"].as_u64(), text["first_k_dense_replace"].as_u64()],
+        [Some(6), Some(8), Some(4), Some(2)]
+    );
+    let got: BTreeMap<String, Vec<u8>> = out.iter().map(|t| (t.name.clone(), (t.data)().unwrap().into_owned())).collect();
+    assert_eq!(got["vision_tower.encoder.blocks.1.wqkv.weight"], source["vision_tower.encoder.blocks.1.wqkv.weight"]);
+    // Layer 5 is layer 2's second copy; its expert 7 is expert 3's twin, packed bytes and all.
+    for suffix in ["weight_packed", "weight_scale", "weight_shape"] {
+        assert_eq!(
+            got[&format!("language_model.model.layers.5.mlp.experts.7.down_proj.{suffix}")],
+            source[&format!("language_model.model.layers.2.mlp.experts.3.down_proj.{suffix}")]
+        );
+    }
+    assert_eq!(got.len(), 4 + 2 + 2 * 3 + 4 * (3 + 1 + 1 + 8 * 9));
+    let noisy = InferredPlan { noise: 0.01, ..plan.clone() };
+    let e = grow(&ck, &s, &noisy).err().unwrap().to_string();
+    assert!(e.contains("weight_packed") && e.contains("I32") && e.contains("--noise 0"), "{e}");
 }

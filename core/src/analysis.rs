@@ -392,7 +392,7 @@ pub fn attention_words(c: &crate::ModelConfig) -> String {
             s
         }
         Attention::Mla(m) => format!(
-            "MLA: {} heads, q {} , kv latent {}, qk dims {} nope + {} rope{}, v dim {}",
+            "MLA: {} heads, q {}, kv latent {}, qk dims {} nope + {} rope{}, v dim {}{}",
             c.num_heads,
             m.q_lora_rank
                 .map_or("full rank".to_string(), |r| format!("rank {r}")),
@@ -404,7 +404,11 @@ pub fn attention_words(c: &crate::ModelConfig) -> String {
             } else {
                 ""
             },
-            m.v_head_dim
+            m.v_head_dim,
+            m.indexer.as_ref().map_or(String::new(), |i| format!(
+                "; sparse-attention indexer {} heads × {}, top {} keys (computed as dense attention, exact up to {} tokens)",
+                i.heads, i.head_dim, i.topk, i.topk
+            ))
         ),
     }
 }

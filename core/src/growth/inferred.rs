@@ -590,7 +590,17 @@ impl InferredPlan {
                 let (m, d) = (at(true), at(false));
                 m.iter().all(|v| !d.contains(v))
             });
-            if kinds.iter().any(|&k| k != kinds[0]) && !tracked {
+            // Or dense layers only at the start, counted by `first_k_dense_replace` (DeepSeek's
+            // rule, which its many descendants keep), and still only at the start after the map.
+            let leading = kinds.iter().take_while(|&&k| !k).count();
+            let prefix_rule = kinds[leading..].iter().all(|&k| k)
+                && text.get("first_k_dense_replace").and_then(int_of) == Some(leading)
+                && {
+                    let new: Vec<bool> = self.sources.iter().map(|&x| kinds[x]).collect();
+                    let l = new.iter().take_while(|&&k| !k).count();
+                    new[l..].iter().all(|&k| k)
+                };
+            if kinds.iter().any(|&k| k != kinds[0]) && !tracked && !prefix_rule {
                 let moe: Vec<usize> = (0..kinds.len()).filter(|&i| kinds[i]).collect();
                 return Err(Error::Invalid(format!(
                     "--infer-schema cannot grow depth: layers {} are MoE and the rest dense, and moegrow does not know which config rule (e.g. first_k_dense_replace) says so for this family",
@@ -820,6 +830,10 @@ pub fn grow<'a>(
             None => &mut raw,
         };
         text.insert("num_hidden_layers".into(), new_l.into());
+        if text.contains_key("first_k_dense_replace") {
+            let dense = plan.sources.iter().take_while(|&&x| s.layers[x].moe.is_none()).count();
+            text.insert("first_k_dense_replace".into(), dense.into());
+        }
         for k in &s.per_layer_lists {
             if let Some(Value::Array(a)) = text.get(k).cloned() {
                 text.insert(k.clone(), Value::Array(plan.sources.iter().map(|&x| a[x].clone()).collect()));
