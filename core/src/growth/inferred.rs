@@ -67,7 +67,23 @@ pub struct RawTensor {
 pub struct RawCheckpoint {
     pub raw: Map<String, Value>,
     pub tensors: Vec<RawTensor>,
-    shards: Vec<Box<dyn AsRef<[u8]> + Send + Sync>>,
+    shards: Vec<RawShard>,
+}
+
+enum RawShard {
+    #[cfg(not(target_arch = "wasm32"))]
+    Mmap(memmap2::Mmap),
+    Bytes(Vec<u8>),
+}
+
+impl RawShard {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            #[cfg(not(target_arch = "wasm32"))]
+            RawShard::Mmap(m) => m,
+            RawShard::Bytes(b) => b,
+        }
+    }
 }
 
 impl RawCheckpoint {
@@ -85,7 +101,7 @@ impl RawCheckpoint {
         } else {
             vec!["model.safetensors".to_string()]
         };
-        let mut shards: Vec<Box<dyn AsRef<[u8]> + Send + Sync>> = Vec::new();
+        let mut shards = Vec::new();
         let mut tensors = Vec::new();
         let mut seen = BTreeSet::new();
         for (si, f) in files.iter().enumerate() {
@@ -110,20 +126,20 @@ impl RawCheckpoint {
                     range: t.range,
                 });
             }
-            shards.push(Box::new(map));
+            shards.push(RawShard::Mmap(map));
         }
         Ok(RawCheckpoint { raw, tensors, shards })
     }
 
     /// A checkpoint from in-memory parts (tests).
     pub fn from_parts(raw: Map<String, Value>, tensors: Vec<(String, DType, Vec<usize>, Vec<u8>)>) -> RawCheckpoint {
-        let mut shards: Vec<Box<dyn AsRef<[u8]> + Send + Sync>> = Vec::new();
+        let mut shards = Vec::new();
         let tensors = tensors
             .into_iter()
             .enumerate()
             .map(|(i, (name, dtype, shape, bytes))| {
                 let n = bytes.len();
-                shards.push(Box::new(bytes));
+                shards.push(RawShard::Bytes(bytes));
                 RawTensor { name, dtype, shape, shard: i, range: 0..n }
             })
             .collect();
@@ -131,7 +147,19 @@ impl RawCheckpoint {
     }
 
     pub fn bytes(&self, t: &RawTensor) -> &[u8] {
-        &(*self.shards[t.shard]).as_ref()[t.range.clone()]
+        &self.shards[t.shard].bytes()[t.range.clone()]
+    }
+
+    /// Drop the mapped pages from the resident set (as [`crate::Checkpoint::release_memory`]):
+    /// a streaming growth calls it as it writes, so its RSS is bounded by what it holds.
+    pub fn release_memory(&self) {
+        #[cfg(unix)]
+        for s in &self.shards {
+            if let RawShard::Mmap(m) = s {
+                // SAFETY: read-only, file-backed: the pages are read back on the next access.
+                let _ = unsafe { m.unchecked_advise(memmap2::UncheckedAdvice::DontNeed) };
+            }
+        }
     }
 
     fn tensor(&self, name: &str) -> &RawTensor {

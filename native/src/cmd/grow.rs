@@ -387,7 +387,15 @@ fn run_inferred(a: &Args) -> anyhow::Result<()> {
     let mut text = serde_json::to_string_pretty(&serde_json::Value::Object(config))?;
     text.push('\n');
     let bar = bytes_bar(out_bytes, "grow");
-    let summary = write_checkpoint(&a.output, &text, &tensors, Some(&a.source), &opts, |b| bar.inc(b))?;
+    let mut since_release = 0u64;
+    let summary = write_checkpoint(&a.output, &text, &tensors, Some(&a.source), &opts, |b| {
+        bar.inc(b);
+        since_release += b;
+        if since_release >= 32 << 20 {
+            ck.release_memory();
+            since_release = 0;
+        }
+    })?;
     bar.finish_and_clear();
     println!("wrote   {} ({} files)", a.output.display(), summary.files.len());
     Ok(())
