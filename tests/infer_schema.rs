@@ -217,6 +217,21 @@ fn unknown_families_grow_and_ambiguity_is_refused() {
     let ck = RawCheckpoint::from_parts(c, base());
     let s = Inferred::infer(&ck).unwrap();
     assert!(grow(&ck, &s, &w2().unwrap()).err().unwrap().to_string().contains("experts per token"));
+    // A scalar under `experts.`, a layer map past the last layer, a negative α.
+    let scalar: Vec<_> = (0..2)
+        .flat_map(|i| {
+            [
+                tensor(&format!("model.layers.{i}.moe.router.weight"), &[3, 4]),
+                tensor(&format!("model.layers.{i}.moe.experts.w"), &[3, 2, 4]),
+                tensor(&format!("model.layers.{i}.moe.experts.scale"), &[]),
+            ]
+        })
+        .collect();
+    assert!(err(serde_json::json!({}), scalar, w2()).contains("scalar"));
+    let past = Some(InferredPlan { sources: vec![0, 2], width: 1, noise: 0.0, seed: 0 });
+    assert!(err(serde_json::json!({}), base(), past).contains("names layer 2"));
+    let negative = Some(InferredPlan { sources: vec![0, 1], width: 2, noise: -0.1, seed: 0 });
+    assert!(err(serde_json::json!({}), base(), negative).contains("non-negative"));
     // Sigmoid routing without renormalisation would double twins' outputs.
     assert!(err(serde_json::json!({"scoring_func": "sigmoid"}), base(), w2()).contains("renormalised"));
     // A dense first layer whose config rule is unknown: depth growth is refused, width is not.

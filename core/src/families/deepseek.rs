@@ -134,9 +134,7 @@ pub(crate) fn parse_config(raw: RawConfig, version: Version) -> Result<ModelConf
             mlp: if version == Version::V32 {
                 super::mlp_layer_types(raw, layers, first_dense)?
             } else {
-                (0..layers)
-                    .map(|i| if i >= first_dense { MlpKind::Moe } else { MlpKind::Dense })
-                    .collect()
+                super::dense_first(layers, first_dense)
             },
             dense_intermediate: raw.usize("intermediate_size")?,
             moe: MoeConfig {

@@ -59,15 +59,7 @@ pub(crate) fn parse_config(raw: RawConfig) -> Result<ModelConfig> {
                 },
                 clip_qkv: None,
             },
-            mlp: (0..layers)
-                .map(|i| {
-                    if i >= first_dense {
-                        MlpKind::Moe
-                    } else {
-                        MlpKind::Dense
-                    }
-                })
-                .collect(),
+            mlp: super::dense_first(layers, first_dense),
             dense_intermediate: raw.usize("intermediate_size")?,
             moe: MoeConfig {
                 num_experts,

@@ -385,6 +385,15 @@ pub(crate) fn qwen_layer_kinds(
         .collect())
 }
 
+/// DeepSeek's rule (`first_k_dense_replace`), kept by its descendants: the first `first_dense`
+/// layers dense, the rest MoE.
+pub(crate) fn dense_first(layers: usize, first_dense: usize) -> Vec<crate::config::MlpKind> {
+    use crate::config::MlpKind;
+    (0..layers)
+        .map(|i| if i >= first_dense { MlpKind::Moe } else { MlpKind::Dense })
+        .collect()
+}
+
 /// Dense or MoE per layer from `mlp_layer_types` (`"dense"` / `"sparse"`, transformers 5's
 /// spelling for DeepSeek-V3.2 and GLM-4.7-Flash), or, when absent, the first `first_dense`
 /// layers dense.
@@ -395,9 +404,7 @@ pub(crate) fn mlp_layer_types(
 ) -> Result<Vec<crate::config::MlpKind>> {
     use crate::config::MlpKind;
     let Some(v) = raw.get("mlp_layer_types").filter(|v| !v.is_null()) else {
-        return Ok((0..layers)
-            .map(|i| if i >= first_dense { MlpKind::Moe } else { MlpKind::Dense })
-            .collect());
+        return Ok(dense_first(layers, first_dense));
     };
     let list = v
         .as_array()

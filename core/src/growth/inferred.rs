@@ -67,6 +67,8 @@ pub struct RawTensor {
 pub struct RawCheckpoint {
     pub raw: Map<String, Value>,
     pub tensors: Vec<RawTensor>,
+    /// Index into `tensors` by name (hub checkpoints have hundreds of thousands).
+    by_name: std::collections::HashMap<String, usize>,
     shards: Vec<RawShard>,
 }
 
@@ -96,10 +98,11 @@ impl RawCheckpoint {
             Err(e) => return Err(Error::config(format!("not valid JSON: {e}"))),
         };
         let index = dir.join("model.safetensors.index.json");
-        let files = if index.exists() {
-            parse_index(&read(index)?)?.0
+        let (files, weight_map) = if index.exists() {
+            let (files, map) = parse_index(&read(index)?)?;
+            (files, Some(map))
         } else {
-            vec!["model.safetensors".to_string()]
+            (vec!["model.safetensors".to_string()], None)
         };
         let mut shards = Vec::new();
         let mut tensors = Vec::new();
@@ -128,7 +131,20 @@ impl RawCheckpoint {
             }
             shards.push(RawShard::Mmap(map));
         }
-        Ok(RawCheckpoint { raw, tensors, shards })
+        if let Some(map) = weight_map {
+            if let Some((name, file)) = map.iter().find(|(n, _)| !seen.contains(n.as_str())) {
+                return Err(Error::MissingTensor {
+                    tensor: name.clone(),
+                    why: format!("model.safetensors.index.json lists it in {file}, but that file does not contain it"),
+                });
+            }
+        }
+        Ok(RawCheckpoint::new(raw, tensors, shards))
+    }
+
+    fn new(raw: Map<String, Value>, tensors: Vec<RawTensor>, shards: Vec<RawShard>) -> RawCheckpoint {
+        let by_name = tensors.iter().enumerate().map(|(i, t)| (t.name.clone(), i)).collect();
+        RawCheckpoint { raw, tensors, by_name, shards }
     }
 
     /// A checkpoint from in-memory parts (tests).
@@ -143,7 +159,7 @@ impl RawCheckpoint {
                 RawTensor { name, dtype, shape, shard: i, range: 0..n }
             })
             .collect();
-        RawCheckpoint { raw, tensors, shards }
+        RawCheckpoint::new(raw, tensors, shards)
     }
 
     pub fn bytes(&self, t: &RawTensor) -> &[u8] {
@@ -162,11 +178,28 @@ impl RawCheckpoint {
         }
     }
 
-    fn tensor(&self, name: &str) -> &RawTensor {
-        self.tensors
-            .iter()
-            .find(|t| t.name == name)
-            .expect("internal: inferred names come from the checkpoint")
+    /// The tensor `name`; an error when a schema inferred from another checkpoint names it.
+    fn tensor(&self, name: &str) -> Result<&RawTensor> {
+        self.by_name.get(name).map(|&i| &self.tensors[i]).ok_or_else(|| {
+            Error::Invalid(format!(
+                "internal: `{name}` is not in this checkpoint (was the schema inferred from another one?)"
+            ))
+        })
+    }
+
+    /// The shape of a tensor the checkpoint has (empty for one it has not).
+    fn shape(&self, name: &str) -> Vec<usize> {
+        self.tensor(name).map(|t| t.shape.clone()).unwrap_or_default()
+    }
+
+    /// The language model's config: `text_config` of a multimodal wrapper, or the whole.
+    fn text(&self, key: &Option<String>) -> Result<&Map<String, Value>> {
+        match key {
+            None => Ok(&self.raw),
+            Some(k) => self.raw.get(k).and_then(Value::as_object).ok_or_else(|| {
+                Error::config(format!("`{k}` is not an object"))
+            }),
+        }
     }
 }
 
@@ -331,7 +364,7 @@ impl Inferred {
         for i in 0..num_layers + extra_blocks {
             let rests = &stack[&i];
             let layer_name = |r: &str| format!("{prefix}{i}.{r}");
-            let shape = |r: &str| ck.tensor(&layer_name(r)).shape.clone();
+            let shape = |r: &str| ck.shape(&layer_name(r));
             let moe = infer_moe(i, rests, hidden, &layer_name, &shape)?;
             if let Some((_, e)) = &moe {
                 if experts != 0 && *e != experts {
@@ -519,9 +552,9 @@ fn infer_moe(
             }
         }
     }
-    let module = match modules.len() {
-        0 => return Ok(None),
-        1 => modules.into_iter().next().expect("one").to_string(),
+    let module = match modules.iter().collect::<Vec<_>>().as_slice() {
+        [] => return Ok(None),
+        [m] => m.to_string(),
         _ => {
             return Err(Error::Invalid(format!(
                 "--infer-schema: layer {i} has experts under {} modules ({}); refusing to guess",
@@ -553,6 +586,9 @@ fn infer_moe(
         }
         (e, ExpertsAt::PerExpert { suffixes: first.into_iter().map(String::from).collect() })
     } else {
+        if let Some(r) = stacked.iter().find(|r| shape(r).is_empty()) {
+            return refuse(format!("`{}` is a scalar, not a tensor stacked over experts", name(r)));
+        }
         let dims: BTreeSet<usize> = stacked.iter().filter_map(|r| shape(r).first().copied()).collect();
         let e = match dims.iter().collect::<Vec<_>>().as_slice() {
             [e] if **e > 0 => **e,
@@ -598,11 +634,19 @@ pub struct InferredPlan {
 impl InferredPlan {
     /// Refuse what this schema cannot grow, with the reason.
     pub fn check(&self, s: &Inferred, ck: &RawCheckpoint) -> Result<()> {
-        let raw = &ck.raw;
-        let text = match &s.text_key {
-            Some(k) => raw[k].as_object().expect("checked when inferred"),
-            None => raw,
-        };
+        let text = ck.text(&s.text_key)?;
+        if self.sources.is_empty() {
+            return Err(Error::Invalid("the layer map is empty".into()));
+        }
+        if let Some(bad) = self.sources.iter().find(|&&x| x >= s.num_layers) {
+            return Err(Error::Invalid(format!(
+                "the layer map names layer {bad}, but the source has {} layers",
+                s.num_layers
+            )));
+        }
+        if !(self.noise >= 0.0 && self.noise.is_finite()) {
+            return Err(Error::Invalid(format!("α must be a non-negative number, not {}", self.noise)));
+        }
         if self.sources.len() != s.num_layers || self.sources.iter().enumerate().any(|(j, &x)| j != x) {
             if let Some(k) = s.layer_index_lists.first() {
                 return Err(Error::Invalid(format!(
@@ -668,7 +712,7 @@ impl InferredPlan {
             for (i, l) in s.layers.iter().enumerate() {
                 let Some(m) = &l.moe else { continue };
                 for r in m.expert_tensor_names().into_iter().chain([m.router.clone()]).chain(m.biases.clone()) {
-                    let t = ck.tensor(&format!("{}{i}.{r}", s.prefix));
+                    let t = ck.tensor(&format!("{}{i}.{r}", s.prefix))?;
                     if !matches!(t.dtype, DType::F32 | DType::BF16 | DType::F16) {
                         return Err(Error::Invalid(format!(
                             "--infer-schema cannot add noise to `{}`, stored as {}: without a schema moegrow does not know how to requantise it; use --noise 0 (exact copies)",
@@ -736,7 +780,7 @@ pub fn grow<'a>(
         data: Box::new(move || Ok(Cow::Borrowed(ck.bytes(from)))),
     };
     for n in &s.carried {
-        out.push(copy(n.clone(), ck.tensor(n)));
+        out.push(copy(n.clone(), ck.tensor(n)?));
     }
     // Decoder layers from their sources, then the extra blocks renumbered after them.
     let targets: Vec<(usize, usize)> = plan
@@ -747,8 +791,8 @@ pub fn grow<'a>(
         .chain((0..s.extra_blocks).map(|b| (new_l + b, s.num_layers + b)))
         .collect();
     for (j, src) in targets {
-        let layer = &s.layers[src];
         let from = |r: &str| ck.tensor(&format!("{}{src}.{r}", s.prefix));
+        let layer = s.layers.get(src).ok_or_else(|| Error::Invalid(format!("internal: no layer {src} in the schema")))?;
         let to = |r: &str| format!("{}{j}.{r}", s.prefix);
         let moe = layer.moe.as_ref().filter(|_| m > 1);
         let special: BTreeSet<String> = match moe {
@@ -761,20 +805,20 @@ pub fn grow<'a>(
                 .collect(),
         };
         for r in layer.tensors.iter().filter(|r| !special.contains(*r)) {
-            out.push(copy(to(r), from(r)));
+            out.push(copy(to(r), from(r)?));
         }
         let Some(b) = moe else { continue };
         let (noise, seed) = (plan.noise, plan.seed);
         // Rows of a `[E, …]` tensor repeated M times (appended copies), copies noised.
-        let repeat = |r: &String| -> OutputTensor<'a> {
-            let t = from(r);
+        let repeat = |r: &String| -> Result<OutputTensor<'a>> {
+            let t = from(r)?;
             let mut shape = t.shape.clone();
             let rows_dim = if shape.len() == 2 && shape[0] == 1 { 1 } else { 0 };
             shape[rows_dim] *= m;
             let name = to(r);
             let key = name_key(r);
             let layer_key = j as u64;
-            OutputTensor {
+            Ok(OutputTensor {
                 name: name.clone(),
                 dtype: t.dtype,
                 shape,
@@ -790,17 +834,17 @@ pub fn grow<'a>(
                     }
                     Ok(Cow::Owned(v))
                 }),
-            }
+            })
         };
-        out.push(repeat(&b.router));
+        out.push(repeat(&b.router)?);
         for bias in &b.biases {
-            out.push(repeat(bias));
+            out.push(repeat(bias)?);
         }
         match &b.experts {
             ExpertsAt::PerExpert { suffixes } => {
                 for x in 0..m * e {
                     for suf in suffixes {
-                        let t = from(&format!("{}experts.{}.{suf}", b.module, x % e));
+                        let t = from(&format!("{}experts.{}.{suf}", b.module, x % e))?;
                         let name = to(&format!("{}experts.{x}.{suf}", b.module));
                         let stream = stream_id(&[2, j as u64, x as u64, name_key(suf)]);
                         if x < e || noise == 0.0 {
@@ -819,7 +863,7 @@ pub fn grow<'a>(
             ExpertsAt::Stacked { names } => {
                 for n in names {
                     let r = format!("{}experts.{n}", b.module);
-                    let t = from(&r);
+                    let t = from(&r)?;
                     let mut shape = t.shape.clone();
                     shape[0] *= m;
                     let name = to(&r);
@@ -854,7 +898,10 @@ pub fn grow<'a>(
     let mut raw = ck.raw.clone();
     {
         let text = match &s.text_key {
-            Some(k) => raw.get_mut(k).and_then(Value::as_object_mut).expect("checked when inferred"),
+            Some(k) => raw
+                .get_mut(k)
+                .and_then(Value::as_object_mut)
+                .ok_or_else(|| Error::config(format!("`{k}` is not an object")))?,
             None => &mut raw,
         };
         text.insert("num_hidden_layers".into(), new_l.into());
