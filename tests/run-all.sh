@@ -78,5 +78,7 @@ echo "== wasm tests in headless Chromium (Blob reads, WGSL on WebGPU against the
 )
 echo "== browser explorer: trunk build, then the end-to-end test in headless Chromium"
 (cd web && trunk build --release)
-(cd tests/browser && npm ci --no-audit --no-fund --silent && MOEGROW_BIN="${CARGO_TARGET_DIR:-target}/debug/moegrow" node e2e.mjs)
+# An absolute path: node runs in tests/browser/, where a relative target/ would not resolve.
+REPO_TARGET=$(cd "${CARGO_TARGET_DIR:-target}" && pwd)
+(cd tests/browser && npm ci --no-audit --no-fund --silent && MOEGROW_BIN="$REPO_TARGET/debug/moegrow" node e2e.mjs)
 echo "all moegrow tests passed"

@@ -14,8 +14,9 @@ import { serve, CHROMIUM, CHROMIUM_ARGS } from './server.mjs';
 
 const here = path.dirname(new URL(import.meta.url).pathname);
 const repo = path.resolve(here, '../..');
-const target = process.env.CARGO_TARGET_DIR || path.join(repo, 'target');
-const moegrow = process.env.MOEGROW_BIN || path.join(target, 'debug/moegrow');
+// Relative paths are taken from the repository root, as cargo takes them, not from this folder.
+const target = path.resolve(repo, process.env.CARGO_TARGET_DIR || 'target');
+const moegrow = path.resolve(repo, process.env.MOEGROW_BIN || path.join(target, 'debug/moegrow'));
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'moegrow-bench-'));
 const sh = (...args) => execFileSync(moegrow, args, { cwd: work, stdio: 'pipe' });
 const dirBytes = (d) => fs.readdirSync(d).reduce((n, f) => n + fs.statSync(path.join(d, f)).size, 0);

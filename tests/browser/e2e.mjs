@@ -14,8 +14,9 @@ import { serve, CHROMIUM, CHROMIUM_ARGS } from './server.mjs';
 const here = path.dirname(new URL(import.meta.url).pathname);
 const repo = path.resolve(here, '../..');
 const dist = path.join(repo, 'web/dist');
-const target = process.env.CARGO_TARGET_DIR || path.join(repo, 'target');
-const moegrow = process.env.MOEGROW_BIN || path.join(target, 'debug/moegrow');
+// Relative paths are taken from the repository root, as cargo takes them, not from this folder.
+const target = path.resolve(repo, process.env.CARGO_TARGET_DIR || 'target');
+const moegrow = path.resolve(repo, process.env.MOEGROW_BIN || path.join(target, 'debug/moegrow'));
 const artifacts = path.join(here, 'artifacts');
 fs.mkdirSync(artifacts, { recursive: true });
 for (const f of fs.readdirSync(artifacts)) if (f.endsWith('.png')) fs.rmSync(path.join(artifacts, f)); // keep bench.json
