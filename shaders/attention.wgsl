@@ -2,6 +2,8 @@
 // keys in workgroup memory, max and sum by tree reduction, then the weighted sum of values.
 // Head layouts are explicit offsets and strides, so one kernel serves grouped-query attention
 // (several query heads share a KV head) and MLA (per-head keys with a shared rotary part).
+// With `sinks` set, head h's softmax has one more logit, sink[h], that carries no value
+// (gpt-oss): it joins the max and the sum only.
 struct Params {
     t_len: u32,
     heads: u32,
@@ -18,7 +20,7 @@ struct Params {
     v_offset: u32,    // column of head 0's value
     window: u32,      // 0: full causal
     scale: f32,
-    _pad: u32,
+    sinks: u32,       // 1: sink[h] joins each softmax
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -26,6 +28,7 @@ struct Params {
 @group(0) @binding(2) var<storage, read> k: array<f32>;
 @group(0) @binding(3) var<storage, read> v: array<f32>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
+@group(0) @binding(5) var<storage, read> sink: array<f32>;
 
 // Keys per query are bounded by the workgroup-memory budget WebGPU guarantees (16 KiB).
 const MAX_T: u32 = 2048u; // longest sequence (gpu::ops::MAX_ATTENTION_TOKENS)
@@ -61,7 +64,10 @@ fn attention(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id
         }
         workgroupBarrier();
     }
-    let m = red[0];
+    var m = red[0];
+    if (p.sinks != 0u) {
+        m = max(m, sink[h]);
+    }
     workgroupBarrier();
     var local_sum = 0.0;
     for (var j = lo + lid.x; j <= i; j += 64u) {
@@ -77,7 +83,11 @@ fn attention(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id
         }
         workgroupBarrier();
     }
-    let inv = 1.0 / red[0];
+    var total = red[0];
+    if (p.sinks != 0u) {
+        total += exp(sink[h] - m);
+    }
+    let inv = 1.0 / total;
     let vcol = p.v_offset + kvh * p.v_head_step;
     for (var d = lid.x; d < p.v_dim; d += 64u) {
         var acc = 0.0;

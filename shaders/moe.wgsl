@@ -6,7 +6,9 @@
 // (or NONE for padding), for each slot its grouped row, and for each tile its expert (or NONE).
 // `gate_up` and `down` are tiled products whose 16 rows share one expert's weights (fused
 // layout: gate_up [E, 2I, H], down [E, H, I]); `combine` sums each token's slots in slot order,
-// so the result does not depend on the order rows were grouped in.
+// so the result does not depend on the order rows were grouped in. gpt-oss's experts add
+// biases (`eb`: gate_up [E, 2I] for gate_up, down [E, H] for down, by global expert) and use the
+// clamped SwiGLU (`act` 1).
 struct Params {
     tokens: u32,
     top_k: u32,
@@ -16,6 +18,10 @@ struct Params {
     max_rows: u32,   // padded row capacity: tokens·top_k + experts·31, rounded up to 32
     e_first: u32,    // gate_up/down: this weight buffer holds experts e_first..e_first+e_count
     e_count: u32,    // (weights past the storage-binding limit are split by experts)
+    act: u32,        // 0: silu(g)·u; 1: gpt-oss's (clamp(u) + 1)·min(g, limit)·σ(α·min(g, limit))
+    bias: u32,       // 1: add eb's per-expert biases
+    alpha: f32,
+    limit: f32,
 }
 
 const TILE: u32 = 32u; // rows per tile (one expert per tile)
@@ -79,6 +85,32 @@ fn plan(@builtin(local_invocation_id) lid: vec3<u32>) {
 @group(0) @binding(3) var<storage, read> te: array<u32>;       // tile_expert
 @group(0) @binding(4) var<storage, read> w: array<f32>;        // gate_up or down weights
 @group(0) @binding(5) var<storage, read_write> y: array<f32>;  // h (gate_up) or out rows (down)
+@group(0) @binding(6) var<storage, read> eb: array<f32>;       // expert biases (when p.bias)
+
+// The gated activation of one gate and up value, the gate/up biases of global expert ge at
+// column col added first.
+fn activate(ge: u32, col: u32, g0: f32, u0: f32) -> f32 {
+    var g = g0;
+    var u = u0;
+    if (p.bias != 0u) {
+        g += eb[ge * 2u * p.inter + col];
+        u += eb[ge * 2u * p.inter + p.inter + col];
+    }
+    if (p.act == 1u) {
+        let gc = min(g, p.limit);
+        let uc = clamp(u, -p.limit, p.limit);
+        return (uc + 1.0) * gc / (1.0 + exp(-p.alpha * gc));
+    }
+    return g / (1.0 + exp(-g)) * u;
+}
+
+// A down output plus global expert ge's down bias.
+fn down_out(ge: u32, col: u32, v: f32) -> f32 {
+    if (p.bias != 0u) {
+        return v + eb[ge * p.hidden + col];
+    }
+    return v;
+}
 
 // Each 16×16 workgroup computes 32 rows × 64 columns: every invocation keeps rows ty, ty + 16
 // and columns tx + 16j (j < 4) in registers, so each staged value feeds several products.
@@ -148,8 +180,7 @@ fn gate_up(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) 
         for (var j = 0u; j < 4u; j++) {
             let col = col0 + lid.x + 16u * j;
             if (col < p.inter) {
-                let gv = g[4u * i + j];
-                y[row * p.inter + col] = gv / (1.0 + exp(-gv)) * u[4u * i + j];
+                y[row * p.inter + col] = activate(ge, col, g[4u * i + j], u[4u * i + j]);
             }
         }
     }
@@ -207,7 +238,7 @@ fn down(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
         for (var j = 0u; j < 4u; j++) {
             let col = col0 + lid.x + 16u * j;
             if (col < p.hidden) {
-                y[row * p.hidden + col] = acc[4u * i + j];
+                y[row * p.hidden + col] = down_out(ge, col, acc[4u * i + j]);
             }
         }
     }
@@ -296,8 +327,7 @@ fn gate_up_vec4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
             if (col < p.inter) {
                 var v = 0.0;
                 if (live[i]) {
-                    let gv = g[i][j];
-                    v = gv / (1.0 + exp(-gv)) * u[i][j];
+                    v = activate(ge, col, g[i][j], u[i][j]);
                 }
                 y[(row0 + i) * p.inter + col] = v;
             }
@@ -341,7 +371,7 @@ fn down_vec4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id
         for (var j = 0u; j < 4u; j++) {
             let col = col0 + j;
             if (col < p.hidden) {
-                y[(row0 + i) * p.hidden + col] = acc[i][j];
+                y[(row0 + i) * p.hidden + col] = down_out(ge, col, acc[i][j]);
             }
         }
     }

@@ -19,11 +19,7 @@ fn write<S: TensorSource + ?Sized>(src: &S, out: &Path, layout: ExpertLayout, st
 }
 
 fn fp8(block: [usize; 2]) -> Storage {
-    Storage::Fp8(BlockQuant {
-        block,
-        scale_dtype: DType::F32,
-        pow2: false,
-    })
+    Storage::Fp8(BlockQuant::fp8(block, DType::F32, false))
 }
 
 fn logits(c: &Checkpoint, tokens: &[u32]) -> Vec<f32> {

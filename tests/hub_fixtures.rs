@@ -139,7 +139,7 @@ fn hub_checkpoints_grow_keeping_the_function() {
 }
 
 #[test]
-fn fp8_hub_checkpoints_convert_to_bf16_and_back() {
+fn quantised_hub_checkpoints_convert_to_bf16_and_back() {
     let tmp = tempfile::tempdir().unwrap();
     for dir in hub_fixtures() {
         let n = name(&dir);
@@ -184,10 +184,9 @@ fn fp8_hub_checkpoints_convert_to_bf16_and_back() {
             &f32,
             &tmp.path().join(format!("{n}-fp8")),
             ckpt.layout,
-            Storage::Fp8(moegrow_core::quant::BlockQuant {
-                block: q.block,
-                scale_dtype: DType::F32,
-                pow2: q.pow2_scales,
+            Storage::Fp8(match q.format {
+                moegrow_core::quant::QuantFormat::Mxfp4 => moegrow_core::quant::BlockQuant::mxfp4(),
+                _ => moegrow_core::quant::BlockQuant::fp8(q.block, DType::F32, q.pow2_scales),
             }),
         );
         let mut same = 0;

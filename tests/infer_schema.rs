@@ -45,7 +45,11 @@ fn inferred_schema_equals_the_family_schema_on_every_fixture() {
             let p = format!("{}{l}.", s.prefix);
             assert_eq!(Some(format!("{p}{}", m.router)), name_of(Role::Layer(l, LayerRole::Router)), "{n}");
             let bias: Vec<String> = m.biases.iter().map(|b| format!("{p}{b}")).collect();
-            let want: Vec<String> = name_of(Role::Layer(l, LayerRole::RouterBias)).into_iter().collect();
+            // DeepSeek's selection bias, or gpt-oss's logit bias: both [E] next to the router.
+            let want: Vec<String> = [LayerRole::RouterBias, LayerRole::RouterLogitBias]
+                .into_iter()
+                .filter_map(|r| name_of(Role::Layer(l, r)))
+                .collect();
             assert_eq!(bias, want, "{n}: layer {l} routing biases");
             // The expert tensors (with their FP8 scales) are the schema's, name for name.
             let inferred: BTreeSet<String> = match &m.experts {
@@ -61,7 +65,8 @@ fn inferred_schema_equals_the_family_schema_on_every_fixture() {
                 .filter(|e| {
                     matches!(
                         e.role,
-                        Role::Layer(i, LayerRole::Expert(..) | LayerRole::ExpertsGateUp | LayerRole::ExpertsDown) if i == l
+                        Role::Layer(i, LayerRole::Expert(..) | LayerRole::ExpertsGateUp | LayerRole::ExpertsDown
+                            | LayerRole::ExpertsGateUpBias | LayerRole::ExpertsDownBias) if i == l
                     )
                 })
                 .flat_map(|e| std::iter::once(e.name.clone()).chain(e.scale.as_ref().map(|s| s.name.clone())))

@@ -291,7 +291,7 @@ $('router-form').addEventListener('submit', async (e) => {
   if (!r) return;
   const v = JSON.parse(r);
   state.route = v;
-  $('router-info').textContent = `${v.tokens.length} tokens on ${v.device}; next token: ` + v.next_token.map((t) => `${t.text} (${t.logit.toFixed(2)})`).join(', ') + (v.fallback ? ` — ${v.fallback}` : '');
+  $('router-info').textContent = `${v.tokens.length} tokens on ${v.device}; routing: ${v.routing}; next token: ` + v.next_token.map((t) => `${t.text} (${t.logit.toFixed(2)})`).join(', ') + (v.fallback ? ` — ${v.fallback}` : '');
   const head = el('tr', {}, el('th', {}, 'layer'), ...v.tokens.map((t) => el('th', { class: 'mono', title: `id ${t.id}` }, t.text)));
   const rows = v.layers.map((L, l) => L && el('tr', {}, el('th', {}, l), ...L.experts.map((ex, t) => el('td', { class: 'mono', title: L.weights[t].map((w) => w.toFixed(3)).join(', ') }, ex.join(' '))))).filter(Boolean);
   $('router-table').replaceChildren(el('thead', {}, head), el('tbody', {}, ...rows));

@@ -365,14 +365,42 @@ pub fn rope_words(c: &ModelConfig) -> String {
     )
 }
 
+/// The routing formula and what the experts compute, in words.
+pub fn routing_words(c: &crate::ModelConfig) -> String {
+    let mut s = if c.router_logit_bias {
+        // gpt-oss: top-k on the biased logits, softmax over the chosen — the same weights as
+        // a softmax over all experts renormalised over the chosen.
+        format!(
+            "router logits + bias, top-{} on the logits, softmax over the chosen",
+            c.moe.top_k
+        )
+    } else {
+        c.moe.router.describe(c.moe.top_k)
+    };
+    if c.expert_bias {
+        s.push_str("; experts with biases");
+    }
+    if let crate::config::ExpertAct::ClampedSwiglu { alpha, limit } = c.expert_act {
+        s.push_str(&format!(
+            "; clamped SwiGLU (gate ≤ {limit}, |up| ≤ {limit}, (up + 1)·gate·σ({alpha}·gate))"
+        ));
+    }
+    if let Some(q) = &c.quant {
+        if q.format == crate::quant::QuantFormat::Mxfp4 {
+            s.push_str("; routed experts stored MXFP4 (fp4 e2m1, an E8M0 scale per 32)");
+        }
+    }
+    s
+}
+
 /// How attention is set up, in words (`inspect` and the browser's summary).
 pub fn attention_words(c: &crate::ModelConfig) -> String {
     match &c.attention {
         Attention::Standard {
             qkv_bias,
+            o_bias,
             qk_norm,
             clip_qkv,
-            ..
         } => {
             let mut s = format!(
                 "{} heads, {} KV heads (GQA), head dim {}",
@@ -383,11 +411,29 @@ pub fn attention_words(c: &crate::ModelConfig) -> String {
                 QkNorm::FullWidth => s.push_str(", full-width q/k RMSNorm"),
                 QkNorm::None => {}
             }
-            if *qkv_bias {
-                s.push_str(", q/k/v biases");
+            match (qkv_bias, o_bias) {
+                (true, true) => s.push_str(", q/k/v/o biases"),
+                (true, false) => s.push_str(", q/k/v biases"),
+                (false, true) => s.push_str(", o bias"),
+                (false, false) => {}
             }
             if let Some(c) = clip_qkv {
                 s.push_str(&format!(", q/k/v clipped to ±{c}"));
+            }
+            if c.attention_sinks {
+                s.push_str(", a learned sink logit per head in every softmax");
+            }
+            let windowed: Vec<usize> = c.sliding_window.iter().flatten().copied().collect();
+            if let Some(w) = windowed.first() {
+                if windowed.len() == c.num_layers {
+                    s.push_str(&format!(", sliding window {w} on every layer"));
+                } else {
+                    s.push_str(&format!(
+                        ", sliding window {w} on {} of {} layers (the rest full)",
+                        windowed.len(),
+                        c.num_layers
+                    ));
+                }
             }
             s
         }
@@ -488,7 +534,7 @@ pub fn summary(ckpt: &Checkpoint) -> Summary {
         expert_intermediate: c.moe.intermediate,
         shared_expert_intermediate: c.moe.shared.as_ref().map(|s| s.intermediate),
         dense_intermediate: c.dense_intermediate,
-        routing: c.moe.router.describe(c.moe.top_k),
+        routing: routing_words(c),
         tie_word_embeddings: c.tie_word_embeddings,
         train_flops_per_token: p.train_flops_per_token(),
         parameters: p,

@@ -214,8 +214,41 @@ pub struct ModelConfig {
     /// `num_nextn_predict_layers`). A checkpoint stores all of them or none: transformers drops
     /// them when it saves, so [`crate::Checkpoint`] sets this to 0 when they are absent.
     pub mtp_layers: usize,
+    /// A learned per-head logit that joins every attention softmax (gpt-oss's `sinks`).
+    pub attention_sinks: bool,
+    /// The routed experts carry biases (`gate_up_proj_bias [E, 2I]`, `down_proj_bias [E, H]`).
+    pub expert_bias: bool,
+    /// The router adds a bias to its logits (gpt-oss's `router.bias`); unlike DeepSeek's
+    /// correction bias it changes the weights, not only the selection.
+    pub router_logit_bias: bool,
+    /// The routed experts' activation.
+    pub expert_act: ExpertAct,
     /// `config.json` as read, for keys we do not interpret.
     pub raw: Map<String, Value>,
+}
+
+/// The gated activation of the routed experts.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ExpertAct {
+    /// `silu(gate) · up`.
+    Silu,
+    /// gpt-oss: `gate = min(g, limit)`, `up = clamp(u, −limit, limit)`,
+    /// `(up + 1) · gate · σ(α · gate)`.
+    ClampedSwiglu { alpha: f32, limit: f32 },
+}
+
+impl ExpertAct {
+    /// The activation of one gate and up value.
+    pub fn apply(self, g: f32, u: f32) -> f32 {
+        match self {
+            ExpertAct::Silu => g / (1.0 + (-g).exp()) * u,
+            ExpertAct::ClampedSwiglu { alpha, limit } => {
+                let g = g.min(limit);
+                let u = u.clamp(-limit, limit);
+                (u + 1.0) * g / (1.0 + (-alpha * g).exp())
+            }
+        }
+    }
 }
 
 impl ModelConfig {

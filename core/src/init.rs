@@ -11,7 +11,7 @@ use crate::checkpoint::OutputTensor;
 use crate::config::ModelConfig;
 use crate::dtype::{encode_f32, DType};
 use crate::error::{Error, Result};
-use crate::roles::{ExpertLayout, Role};
+use crate::roles::Role;
 use crate::schema::layout::{self, disk_tensors};
 use crate::schema::{Kind, TensorSource};
 use rand::SeedableRng;
@@ -156,7 +156,7 @@ pub struct Initialiser {
 
 impl Initialiser {
     pub fn new(config: &ModelConfig, dtype: DType, seed: u64, std: f32) -> Initialiser {
-        let tensors = disk_tensors(config, ExpertLayout::PerExpert)
+        let tensors = disk_tensors(config, config.family.native_layout())
             .into_iter()
             .enumerate()
             .map(|(i, d)| (d.role, (i as u64, d.kind, d.shape.iter().product())))
@@ -172,7 +172,7 @@ impl Initialiser {
 
     /// The tensors `moegrow init` writes (per-expert layout).
     pub fn tensors(&self) -> Vec<OutputTensor<'_>> {
-        layout::output_tensors(self, ExpertLayout::PerExpert, layout::Storage::AsSource)
+        layout::output_tensors(self, self.config.family.native_layout(), layout::Storage::AsSource)
             .expect("an initialiser knows every tensor of its schema")
     }
 
@@ -206,6 +206,10 @@ impl TensorSource for Initialiser {
         Ok(self.dtype)
     }
     fn read(&self, role: Role) -> Result<Cow<'_, [u8]>> {
+        // Stacked experts drawn whole when the layout stores them so (gpt-oss).
+        if self.tensors.contains_key(&role) {
+            return Ok(Cow::Owned(encode_f32(self.dtype, &self.values(role)?)));
+        }
         layout::assemble(&self.config, role, |r| {
             Ok(Cow::Owned(encode_f32(self.dtype, &self.values(r)?)))
         })

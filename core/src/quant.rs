@@ -8,6 +8,16 @@
 //! Quantising writes what transformers' `Fp8Quantize` writes: per block `amax`, the inverse
 //! scale `amax / 448` (1 for an all-zero block) stored in the scale dtype, values divided by
 //! the stored scale, clamped to ±448 and rounded to nearest even.
+//!
+//! MXFP4, as gpt-oss ships its routed experts (`quantization_config: {quant_method: "mxfp4"}`):
+//! `X_blocks` U8 `[E, rows, cols/32, 16]` (two fp4 e2m1 codes per byte, the low nibble first)
+//! and `X_scales` U8 `[E, rows, cols/32]`, one E8M0 exponent (`2^(byte − 127)`) per 32
+//! consecutive values of a row. moegrow holds it as a block quantisation with `[1, 32]` blocks,
+//! packed fp4 values and E8M0 scales, so every block-quantised path (dequantising reads, exact
+//! byte copies, requantised noisy copies) serves both formats. Quantising follows the OCP
+//! Microscaling rule: per block the shared exponent `floor(log2(amax)) − 2` (e2m1's largest
+//! exponent), values divided by `2^e`, rounded to the nearest e2m1 value (ties to the even
+//! code) and clamped to ±6; an all-zero block gets exponent 0 (byte 127).
 
 use crate::dtype::{decode_f32, encode_f32, f32_to_e4m3, DType, E4M3_MAX};
 use crate::error::{Error, Result};
@@ -23,7 +33,21 @@ pub struct Fp8Block {
     pub not_converted: Vec<String>,
     /// `scale_fmt: "ue8m0"`: every block scale a power of two.
     pub pow2_scales: bool,
+    /// What the quantised values are: float8 e4m3 (`fp8`) or packed fp4 e2m1 (`mxfp4`).
+    pub format: QuantFormat,
 }
+
+/// The element format of block-quantised weights.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuantFormat {
+    /// float8 e4m3 values with `weight_scale_inv` grids (DeepSeek, Qwen `-FP8`, MiniMax).
+    Fp8E4M3,
+    /// fp4 e2m1 values two per byte with E8M0 scales per 32 (gpt-oss's `_blocks`/`_scales`).
+    Mxfp4,
+}
+
+/// MXFP4's block: one scale per 32 values of a row.
+pub const MXFP4_BLOCK: [usize; 2] = [1, 32];
 
 impl Fp8Block {
     /// `quantization_config` of a config, if any. Methods other than block-scaled FP8 are
@@ -33,9 +57,28 @@ impl Fp8Block {
             return Ok(None);
         };
         let method = q.get("quant_method").and_then(Value::as_str).unwrap_or("");
+        let not_converted = q
+            .get("modules_to_not_convert")
+            .or_else(|| q.get("ignored_layers"))
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(String::from)
+                    .collect()
+            })
+            .unwrap_or_default();
+        if method == "mxfp4" {
+            return Ok(Some(Fp8Block {
+                block: MXFP4_BLOCK,
+                not_converted,
+                pow2_scales: true,
+                format: QuantFormat::Mxfp4,
+            }));
+        }
         if method != "fp8" {
             return Err(Error::config(format!(
-                "`quantization_config.quant_method` `{method}` is not supported (moegrow reads block-scaled fp8)"
+                "`quantization_config.quant_method` `{method}` is not supported (moegrow reads block-scaled fp8 and mxfp4)"
             )));
         }
         let block = q
@@ -48,26 +91,23 @@ impl Fp8Block {
                     "`quantization_config.weight_block_size` must be two positive integers (per-tensor fp8 is not supported)",
                 )
             })?;
-        let not_converted = q
-            .get("modules_to_not_convert")
-            .or_else(|| q.get("ignored_layers"))
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_str)
-                    .map(String::from)
-                    .collect()
-            })
-            .unwrap_or_default();
         Ok(Some(Fp8Block {
             block: [block[0] as usize, block[1] as usize],
             not_converted,
             pow2_scales: q.get("scale_fmt").and_then(Value::as_str) == Some("ue8m0"),
+            format: QuantFormat::Fp8E4M3,
         }))
     }
 
     /// The `quantization_config` to write for these settings.
     pub fn to_json(&self) -> Value {
+        if self.format == QuantFormat::Mxfp4 {
+            let mut q = serde_json::json!({ "quant_method": "mxfp4" });
+            if !self.not_converted.is_empty() {
+                q["modules_to_not_convert"] = self.not_converted.clone().into();
+            }
+            return q;
+        }
         let mut q = serde_json::json!({
             "activation_scheme": "dynamic",
             "fmt": "e4m3",
@@ -93,6 +133,27 @@ pub struct BlockQuant {
     /// Scales are powers of two even when stored as floats (`scale_fmt: "ue8m0"`,
     /// DeepSeek-V3.1/V3.2): newly quantised blocks round their scale up to one.
     pub pow2: bool,
+    pub format: QuantFormat,
+}
+
+impl BlockQuant {
+    /// Block-scaled float8 e4m3 in `block` with scales in `scale_dtype`.
+    pub fn fp8(block: [usize; 2], scale_dtype: DType, pow2: bool) -> BlockQuant {
+        BlockQuant { block, scale_dtype, pow2, format: QuantFormat::Fp8E4M3 }
+    }
+
+    /// MXFP4: fp4 e2m1 values with an E8M0 scale per 32.
+    pub fn mxfp4() -> BlockQuant {
+        BlockQuant { block: MXFP4_BLOCK, scale_dtype: DType::F8E8M0, pow2: true, format: QuantFormat::Mxfp4 }
+    }
+
+    /// The dtype the quantised values are (packed fp4 for MXFP4).
+    pub fn value_dtype(&self) -> DType {
+        match self.format {
+            QuantFormat::Fp8E4M3 => DType::F8E4M3,
+            QuantFormat::Mxfp4 => DType::F4,
+        }
+    }
 }
 
 /// The name of a weight's scale tensor: `X.weight` → `X.weight_scale_inv`, any other name
@@ -132,28 +193,35 @@ pub fn dequantize(bytes: &[u8], shape: &[usize], scales: &[f32], q: BlockQuant) 
     let (e, r, c) = dims(shape);
     let [b0, b1] = q.block;
     let (gr, gc) = (r.div_ceil(b0), c.div_ceil(b1));
-    if bytes.len() != e * r * c || scales.len() != e * gr * gc {
+    let dtype = q.value_dtype();
+    if dtype.bytes_for(e * r * c) != Some(bytes.len()) || scales.len() != e * gr * gc {
         return Err(Error::Invalid(format!(
-            "{} float8 values and {} scales do not make a {shape:?} tensor in {b0}x{b1} blocks",
+            "{} bytes of {} values and {} scales do not make a {shape:?} tensor in {b0}x{b1} blocks",
             bytes.len(),
+            dtype.name(),
             scales.len()
         )));
     }
-    let values = decode_f32(DType::F8E4M3, bytes);
-    let mut out = Vec::with_capacity(values.len());
+    // Row by row, so that only the result is held (not a decoded copy beside it).
+    let row_bytes = dtype.bytes_for(c).unwrap_or(c);
+    let mut out = Vec::with_capacity(e * r * c);
     for x in 0..e {
         for i in 0..r {
             let srow = &scales[(x * gr + i / b0) * gc..][..gc];
-            let row = &values[(x * r + i) * c..][..c];
-            out.extend(row.iter().enumerate().map(|(j, v)| v * srow[j / b1]));
+            let at = (x * r + i) * row_bytes;
+            let row = decode_f32(dtype, &bytes[at..at + row_bytes]);
+            out.extend(row.iter().take(c).enumerate().map(|(j, v)| v * srow[j / b1]));
         }
     }
     Ok(out)
 }
 
 /// Quantise f32 `values` of `shape` into e4m3 bytes and their scale grid (in
-/// `q.scale_dtype`, which must be F32, BF16, F16 or E8M0).
+/// `q.scale_dtype`, which must be F32, BF16, F16 or E8M0), or into MXFP4.
 pub fn quantize(values: &[f32], shape: &[usize], q: BlockQuant) -> Result<(Vec<u8>, Vec<u8>)> {
+    if q.format == QuantFormat::Mxfp4 {
+        return quantize_mxfp4(values, shape);
+    }
     let (e, r, c) = dims(shape);
     let [b0, b1] = q.block;
     let (gr, gc) = (r.div_ceil(b0), c.div_ceil(b1));
@@ -209,9 +277,56 @@ pub fn quantize(values: &[f32], shape: &[usize], q: BlockQuant) -> Result<(Vec<u
     Ok((bytes, scale_bytes))
 }
 
+/// The e2m1 code nearest to `x` (already divided by its block's scale), ties to the even
+/// code, clamped to ±6.
+fn e2m1_code(x: f32) -> u8 {
+    let sign = if x.is_sign_negative() { 8 } else { 0 };
+    let a = if x.is_nan() { 0.0 } else { x.abs() };
+    // The midpoints between 0, .5, 1, 1.5, 2, 3, 4, 6; on a midpoint the even code wins, so
+    // the comparison is `>` below an even code and `>=` below an odd one's successor.
+    let code = (a > 0.25) as u8
+        + (a >= 0.75) as u8
+        + (a > 1.25) as u8
+        + (a >= 1.75) as u8
+        + (a > 2.5) as u8
+        + (a >= 3.5) as u8
+        + (a > 5.0) as u8;
+    sign | code
+}
+
+/// MXFP4 quantisation of rows of `shape` (the last dimension a multiple of 32): packed codes
+/// (low nibble first) and one E8M0 byte per block (see the module docs for the rule).
+fn quantize_mxfp4(values: &[f32], shape: &[usize]) -> Result<(Vec<u8>, Vec<u8>)> {
+    let c = *shape.last().unwrap_or(&0);
+    let n: usize = shape.iter().product();
+    if values.len() != n || !c.is_multiple_of(32) {
+        return Err(Error::Invalid(format!(
+            "{} values do not make a {shape:?} tensor of whole 32-value MXFP4 blocks",
+            values.len()
+        )));
+    }
+    let mut codes = Vec::with_capacity(n / 2);
+    let mut scales = Vec::with_capacity(n / 32);
+    for block in values.chunks_exact(32) {
+        let amax = block.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let e = if amax > 0.0 && amax.is_finite() {
+            (amax.log2().floor() as i32 - 2).clamp(-127, 127)
+        } else {
+            0
+        };
+        scales.push((e + 127) as u8);
+        let inv = 2f32.powi(-e);
+        for pair in block.chunks_exact(2) {
+            codes.push(e2m1_code(pair[0] * inv) | (e2m1_code(pair[1] * inv) << 4));
+        }
+    }
+    Ok((codes, scales))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dtype::FP4_VALUES;
 
     /// Quantise then dequantise: every value within half an e4m3 step of its block's scale,
     /// ragged edge blocks included (a 5×7 matrix in 2×3 blocks, like DeepSeek-V3's
@@ -221,11 +336,7 @@ mod tests {
         let shape = [2usize, 5, 7];
         let v: Vec<f32> = (0..70).map(|i| ((i * 37 % 23) as f32 - 11.0) * 0.013).collect();
         for sd in [DType::F32, DType::BF16, DType::F8E8M0] {
-            let q = BlockQuant {
-                block: [2, 3],
-                scale_dtype: sd,
-                pow2: false,
-            };
+            let q = BlockQuant::fp8([2, 3], sd, false);
             let (bytes, scales) = quantize(&v, &shape, q).unwrap();
             assert_eq!(scales.len(), 2 * 3 * 3 * sd.size().unwrap());
             let back = dequantize(&bytes, &shape, &decode_f32(sd, &scales), q).unwrap();
@@ -246,7 +357,7 @@ mod tests {
     #[test]
     fn ue8m0_scales_are_powers_of_two_at_or_above_amax_over_448() {
         let v = [0.3f32, -0.01, 112.0, 2.0];
-        let q = BlockQuant { block: [1, 2], scale_dtype: DType::F32, pow2: true };
+        let q = BlockQuant::fp8([1, 2], DType::F32, true);
         let (bytes, scales) = quantize(&v, &[2, 2], q).unwrap();
         let s = decode_f32(DType::F32, &scales);
         assert_eq!(s, vec![2f32.powi(-10), 2f32.powi(-2)]);
@@ -255,14 +366,65 @@ mod tests {
         assert!((back[0] - 0.3).abs() < 0.3 / 16.0);
     }
 
+    /// The threshold form of the e2m1 rounding equals the nearest-value search with the even
+    /// code winning ties, on every midpoint, grid value and a sweep.
+    #[test]
+    fn e2m1_rounding_is_nearest_with_ties_to_even() {
+        let nearest = |a: f32| -> u8 {
+            let mut best = 0u8;
+            for k in 1..8u8 {
+                let (d, b) = ((FP4_VALUES[k as usize] - a).abs(), (FP4_VALUES[best as usize] - a).abs());
+                if d < b || (d == b && k % 2 == 0) {
+                    best = k;
+                }
+            }
+            best
+        };
+        let mut xs: Vec<f32> = (0..=1400).map(|i| i as f32 * 0.005).collect();
+        xs.extend([0.25, 0.75, 1.25, 1.75, 2.5, 3.5, 5.0, 6.0, 7.99, 100.0]);
+        for a in xs {
+            assert_eq!(e2m1_code(a), nearest(a.min(6.0)), "{a}");
+            assert_eq!(e2m1_code(-a), 8 | nearest(a.min(6.0)), "-{a}");
+        }
+    }
+
+    /// MXFP4 known answers: the shared exponent `floor(log2 amax) − 2`, ties to the even code,
+    /// clamping at ±6, the low nibble first, and a zero block at exponent 0.
+    #[test]
+    fn mxfp4_quantises_by_the_ocp_rule_and_round_trips_on_the_grid() {
+        let mut v = vec![0f32; 64];
+        v[0] = 6.0; // amax 6: e = 2 - 2 = 0
+        v[1] = -0.25; // tie between 0 and 0.5: even code 0 (negative zero)
+        v[2] = 0.75; // tie between 0.5 (code 1) and 1.0 (code 2): code 2
+        v[3] = 2.5; // tie between 2 (code 4) and 3 (code 5): code 4
+        v[4] = 5.0; // tie between 4 (code 6) and 6 (code 7): code 6
+        v[5] = -3.0;
+        let q = BlockQuant::mxfp4();
+        let (codes, scales) = quantize(&v, &[2, 32], q).unwrap();
+        assert_eq!(scales, vec![127, 127]);
+        assert_eq!(codes[0], 0x7 | (0x8 << 4));
+        assert_eq!(codes[1], 0x2 | (0x4 << 4));
+        assert_eq!(codes[2], 0x6 | (0xD << 4));
+        let back = dequantize(&codes, &[2, 32], &decode_f32(DType::F8E8M0, &scales), q).unwrap();
+        assert_eq!(&back[..6], &[6.0, -0.0, 1.0, 2.0, 4.0, -3.0]);
+        // amax 7.9 → e = floor(log2 7.9) - 2 = 0, 7.9 clamps to 6; amax 0.1 → e = -6
+        let mut w = vec![0.1f32; 32];
+        w[0] = 7.9;
+        let (c, s) = quantize(&w, &[1, 32], q).unwrap();
+        assert_eq!((s[0], c[0] & 0xF), (127, 7));
+        let (_, s) = quantize(&[0.1f32; 32], &[1, 32], q).unwrap();
+        assert_eq!(s[0] as i32 - 127, -6);
+        // every grid value times a power of two survives exactly
+        let grid: Vec<f32> = (0..32).map(|i| FP4_VALUES[i % 16] * 0.125).collect();
+        let (c, s) = quantize(&grid, &[1, 32], q).unwrap();
+        assert_eq!(dequantize(&c, &[1, 32], &decode_f32(DType::F8E8M0, &s), q).unwrap(), grid);
+        assert!(quantize(&[0.0; 16], &[1, 16], q).is_err(), "rows of whole blocks only");
+    }
+
     #[test]
     fn quantised_values_are_exact_at_the_block_maximum_and_zero_blocks_scale_one() {
         let v = [0.0f32, 0.0, 3.5, -7.0];
-        let q = BlockQuant {
-            block: [1, 2],
-            scale_dtype: DType::F32,
-            pow2: false,
-        };
+        let q = BlockQuant::fp8([1, 2], DType::F32, false);
         let (bytes, scales) = quantize(&v, &[2, 2], q).unwrap();
         let s = decode_f32(DType::F32, &scales);
         assert_eq!(s, vec![1.0, 7.0 / 448.0]);

@@ -46,6 +46,8 @@ pub enum AttnRole {
     IndexerKNorm,
     IndexerKNormBias,
     IndexerWeights,
+    /// gpt-oss's per-head attention sink logits `[heads]`.
+    Sinks,
 }
 
 /// Tensors that belong to one decoder layer.
@@ -57,6 +59,8 @@ pub enum LayerRole {
     Router,
     /// DeepSeek-V3 `e_score_correction_bias` (used for expert selection only).
     RouterBias,
+    /// gpt-oss's router bias `[E]`, added to the logits.
+    RouterLogitBias,
     /// One matrix of one routed expert: a tensor of its own in the per-expert layout, a slice
     /// of the stacked tensors below otherwise.
     Expert(usize, Proj),
@@ -65,6 +69,10 @@ pub enum LayerRole {
     ExpertsGateUp,
     /// All routed experts' down matrices, `[E, H, I]`.
     ExpertsDown,
+    /// gpt-oss: all routed experts' gate and up biases `[E, 2I]` (gate then up per expert).
+    ExpertsGateUpBias,
+    /// gpt-oss: all routed experts' down biases `[E, H]`.
+    ExpertsDownBias,
     SharedExpert(Proj),
     /// Qwen2-MoE's `[1, H]` sigmoid gate on the shared expert.
     SharedExpertGate,

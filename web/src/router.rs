@@ -114,6 +114,9 @@ pub async fn run(
         "tokens": ids.iter().zip(&pieces).map(|(i, t)| json!({"id": i, "text": t})).collect::<Vec<_>>(),
         "experts": cfg.moe.num_experts,
         "top_k": cfg.moe.top_k,
+        // The family's formula (gpt-oss: softmax over the chosen logits; sigmoid with a
+        // correction bias for DeepSeek/GLM), shown above the table.
+        "routing": moegrow_core::analysis::routing_words(cfg),
         "layers": layers,
         "next_token": next,
         "device": device,

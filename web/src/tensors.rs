@@ -47,16 +47,43 @@ pub async fn stats(s: &Session, name: &str, bins: usize, p: &Progress) -> Result
     };
     let file = s.ckpt.borrow().shards[shard].name.clone();
     let src = &s.shards[shard];
+    if let Some(sc) = scale.as_ref().filter(|sc| sc.format == moegrow_core::quant::QuantFormat::Mxfp4) {
+        // MXFP4 blocks: 16 bytes (32 fp4 values) per E8M0 scale byte, in the same order on
+        // disk, so a run of whole blocks dequantises with its run of scales.
+        let sfile = s.ckpt.borrow().shards[sc.shard].name.clone();
+        let scales = decode_f32(
+            DType::F8E8M0,
+            &s.shards[sc.shard].read(&sfile, sc.range.start as u64..sc.range.end as u64).await?,
+        );
+        let step = (CHUNK as usize / 16).max(1) * 16;
+        let mut acc = StatsAccumulator::default();
+        let mut values = Vec::new();
+        let mut at = 0usize;
+        while at < range.len() {
+            let to = (at + step).min(range.len());
+            let bytes = src.read(&file, (range.start + at) as u64..(range.start + to) as u64).await?;
+            let codes = decode_f32(DType::F4, &bytes);
+            let out: Vec<f32> = codes
+                .chunks(32)
+                .zip(&scales[at / 16..])
+                .flat_map(|(c, s)| c.iter().map(move |v| v * s))
+                .collect();
+            acc.push(&out);
+            values.extend(out);
+            at = to;
+            p.report(at as f64, range.len() as f64, name).await?;
+        }
+        let st = acc.finish();
+        let mut h = Histogram::new(st.min, st.max, bins);
+        h.push(&values);
+        return Ok(json!({"name": name, "dtype": "MXFP4", "dequantised": true, "stats": st, "histogram": h}));
+    }
     if let Some(sc) = scale {
         // A float8 weight: the statistics of its values, dequantised block row by block row
         // with its (small) scale grid.
         let sfile = s.ckpt.borrow().shards[sc.shard].name.clone();
         let scales = decode_f32(sc.dtype, &s.shards[sc.shard].read(&sfile, sc.range.start as u64..sc.range.end as u64).await?);
-        let q = moegrow_core::quant::BlockQuant {
-            block: sc.block,
-            scale_dtype: sc.dtype,
-            pow2: false, // only dequantises
-        };
+        let q = moegrow_core::quant::BlockQuant::fp8(sc.block, sc.dtype, false); // only dequantises
         let cols = *shape.last().unwrap_or(&1);
         let band = sc.block[0] * cols; // bytes of one block row (e4m3: one byte per value)
         let grid_cols = cols.div_ceil(sc.block[1]);

@@ -79,6 +79,8 @@ pub struct ScaleEntry {
     pub shard: usize,
     pub range: Range<usize>,
     pub block: [usize; 2],
+    /// float8 with `weight_scale_inv`, or MXFP4 `_blocks` with `_scales`.
+    pub format: crate::quant::QuantFormat,
 }
 
 impl TensorEntry {
@@ -265,8 +267,16 @@ impl Checkpoint {
         for layout in [ExpertLayout::PerExpert, ExpertLayout::Fused] {
             for d in disk_tensors(&config, layout) {
                 let specific = (d.kind == Kind::Experts).then_some(layout);
-                if d.quantizable && config.quant.is_some() {
-                    scale_of.insert(crate::quant::scale_name(&d.name), d.role);
+                match config.quant.as_ref().map(|q| q.format) {
+                    Some(crate::quant::QuantFormat::Mxfp4) if d.quantizable => {
+                        let (blocks, scales) = layout::mxfp4_names(&d.name);
+                        known.insert(blocks, (d.role, specific));
+                        scale_of.insert(scales, d.role);
+                    }
+                    Some(_) if d.quantizable => {
+                        scale_of.insert(crate::quant::scale_name(&d.name), d.role);
+                    }
+                    _ => {}
                 }
                 known.insert(d.name, (d.role, specific));
             }
@@ -369,9 +379,16 @@ impl Checkpoint {
                 };
                 return Err(Error::MissingTensor { tensor: name, why });
             };
+            // MXFP4 experts are stored as `_blocks` in their own shape.
+            let blocks = t.name != name;
+            let shape = if blocks {
+                layout::mxfp4_shapes(&layout::shape_of(&config, role)?).0
+            } else {
+                shape
+            };
             if t.shape != shape {
                 return Err(Error::ShapeMismatch {
-                    tensor: name,
+                    tensor: t.name.clone(),
                     found: t.shape.clone(),
                     expected: shape,
                 });
@@ -385,6 +402,16 @@ impl Checkpoint {
             }
             let scale = match scales.remove(&role) {
                 Some((ss, st)) => Some(scale_entry(&config, &shards[ss].name, &name, t, ss, st)?),
+                None if blocks => {
+                    return Err(Error::Tensor {
+                        file: shards[shard].name.clone(),
+                        tensor: t.name.clone(),
+                        reason: format!(
+                            "is MXFP4 blocks but `{}` is missing",
+                            layout::mxfp4_names(&name).1
+                        ),
+                    })
+                }
                 None if t.dtype == DType::F8E4M3 && config.quant.is_some() => {
                     return Err(Error::Tensor {
                         file: shards[shard].name.clone(),
@@ -398,7 +425,7 @@ impl Checkpoint {
                 None => None,
             };
             entries.push(TensorEntry {
-                name,
+                name: t.name.clone(),
                 role,
                 dtype: t.dtype,
                 shape: t.shape.clone(),
@@ -449,13 +476,33 @@ impl Checkpoint {
         }
     }
 
-    /// [`Checkpoint::release_memory`] for one stored tensor (and its scales): what a reader
-    /// that has decoded it no longer needs resident.
+    /// [`Checkpoint::release_memory`] for one stored tensor (and its scales), or for one
+    /// expert's matrix of a stacked tensor its expert's slab: what a reader that has decoded it
+    /// no longer needs resident.
     pub fn release_tensor(&self, role: Role) {
         #[cfg(unix)]
-        if let Ok(e) = self.entry(role) {
-            let mut ranges = vec![(e.shard, e.range.clone())];
-            ranges.extend(e.scale.as_ref().map(|s| (s.shard, s.range.clone())));
+        {
+            let slab = |r: &Range<usize>, x: usize, n: usize| {
+                let per = r.len() / n.max(1);
+                r.start + x * per..r.start + (x + 1) * per
+            };
+            let ranges: Vec<(usize, Range<usize>)> = match self.entry(role) {
+                Ok(e) => std::iter::once((e.shard, e.range.clone()))
+                    .chain(e.scale.as_ref().map(|s| (s.shard, s.range.clone())))
+                    .collect(),
+                Err(_) => match (role.layer_part(), layout::part_location(&self.config, role)) {
+                    (Some((_, LayerRole::Expert(x, _))), Some((leaf, _))) => match self.entry(leaf) {
+                        Ok(e) => {
+                            let n = self.config.moe.num_experts;
+                            std::iter::once((e.shard, slab(&e.range, x, n)))
+                                .chain(e.scale.as_ref().map(|s| (s.shard, slab(&s.range, x, n))))
+                                .collect()
+                        }
+                        Err(_) => Vec::new(),
+                    },
+                    _ => Vec::new(),
+                },
+            };
             for (shard, r) in ranges {
                 if let ShardData::Mmap(m) = &self.shards[shard].data {
                     // SAFETY: as in `release_memory`.
@@ -522,9 +569,10 @@ impl Checkpoint {
         crate::schema::read_f32(self, role)
     }
 
-    /// The stored bytes of one routed expert's matrix, whatever the layout. In the fused layout
-    /// each expert's gate rows, up rows and down matrix are contiguous, so this never copies.
-    pub fn expert_bytes(&self, layer: usize, expert: usize, proj: Proj) -> Result<(DType, &[u8])> {
+    /// The stored bytes of one routed expert's matrix, whatever the layout (in the schema's
+    /// order). In the fused layout each expert's gate rows, up rows and down matrix are
+    /// contiguous, so this borrows — except for gpt-oss's arranged stacks, which it reorders.
+    pub fn expert_bytes(&self, layer: usize, expert: usize, proj: Proj) -> Result<(DType, Cow<'_, [u8]>)> {
         if expert >= self.config.moe.num_experts {
             return Err(Error::Invalid(format!(
                 "expert {expert} out of range (the model has {})",
@@ -532,24 +580,7 @@ impl Checkpoint {
             )));
         }
         let role = Role::Layer(layer, LayerRole::Expert(expert, proj));
-        if self.has(role) {
-            return Ok((self.entry(role)?.dtype, self.bytes(role)?));
-        }
-        let (leaf, elems) = layout::part_location(&self.config, role)
-            .expect("an expert matrix has a place in its stacked tensor");
-        let e = self.entry(leaf)?;
-        let (Some(start), Some(end)) = (e.dtype.bytes_for(elems.start), e.dtype.bytes_for(elems.end))
-        else {
-            return Err(Error::Tensor {
-                file: self.shards[e.shard].name.clone(),
-                tensor: e.name.clone(),
-                reason: format!(
-                    "expert {expert} does not start on a byte boundary of this {} tensor",
-                    e.dtype.name()
-                ),
-            });
-        };
-        Ok((e.dtype, &self.bytes(leaf)?[start..end]))
+        Ok((self.dtype_of(role)?, self.read(role)?))
     }
 
     /// The stored dtype of one routed expert's matrix, from the header alone.
@@ -595,27 +626,30 @@ impl TensorSource for Checkpoint {
 
     fn dtype_of(&self, role: Role) -> Result<DType> {
         if let Some(&i) = self.by_role.get(&role) {
-            return Ok(self.entries[i].dtype);
+            return Ok(value_dtype(&self.entries[i]));
         }
         // A stacked leaf of a per-expert checkpoint (its parts share one dtype, checked on
         // open), or one expert's matrix of a fused one.
         if let Some(parts) = layout::leaf_parts(&self.config, role) {
             if let Some(first) = parts.first() {
-                return Ok(self.entry(*first)?.dtype);
+                return Ok(value_dtype(self.entry(*first)?));
             }
         }
         if let Some((leaf, _)) = layout::part_location(&self.config, role) {
-            return Ok(self.entry(leaf)?.dtype);
+            return Ok(value_dtype(self.entry(leaf)?));
         }
-        Ok(self.entry(role)?.dtype)
+        Ok(value_dtype(self.entry(role)?))
     }
 
     fn quant_of(&self, role: Role) -> Result<Option<crate::quant::BlockQuant>> {
         let stored = |r: Role| -> Result<Option<crate::quant::BlockQuant>> {
-            Ok(self.entry(r)?.scale.as_ref().map(|s| crate::quant::BlockQuant {
-                block: s.block,
-                scale_dtype: s.dtype,
-                pow2: self.config.quant.as_ref().is_some_and(|q| q.pow2_scales),
+            Ok(self.entry(r)?.scale.as_ref().map(|s| match s.format {
+                crate::quant::QuantFormat::Mxfp4 => crate::quant::BlockQuant::mxfp4(),
+                crate::quant::QuantFormat::Fp8E4M3 => crate::quant::BlockQuant::fp8(
+                    s.block,
+                    s.dtype,
+                    self.config.quant.as_ref().is_some_and(|q| q.pow2_scales),
+                ),
             }))
         };
         if self.has(role) {
@@ -635,6 +669,22 @@ impl TensorSource for Checkpoint {
     }
 
     fn read_scales(&self, role: Role) -> Result<Cow<'_, [u8]>> {
+        let n = self.config.moe.num_experts;
+        if self.has(role) && layout::arranged(&self.config, role) {
+            return self.leaf_experts(role, 0..n, true);
+        }
+        if let Some((leaf, _)) = layout::part_location(&self.config, role)
+            .filter(|(leaf, _)| !self.has(role) && layout::arranged(&self.config, *leaf))
+        {
+            // One expert's rows of its slab's grid: gate's, up's (the second half), or down's.
+            let Some((_, LayerRole::Expert(x, p))) = role.layer_part() else {
+                unreachable!("part_location answers for expert matrices only")
+            };
+            let slab = self.leaf_experts(leaf, x..x + 1, true)?;
+            let len = if p == Proj::Down { slab.len() } else { slab.len() / 2 };
+            let at = if p == Proj::Up { len } else { 0 };
+            return Ok(Cow::Owned(slab[at..at + len].to_vec()));
+        }
         let stored = |r: Role| -> Result<Cow<'_, [u8]>> {
             let e = self.entry(r)?;
             let s = e.scale.as_ref().ok_or_else(|| {
@@ -680,20 +730,14 @@ impl TensorSource for Checkpoint {
             // One expert of a block-quantised fused checkpoint: its slab of the stacked
             // tensor dequantised with the stacked grid, then the wanted rows.
             if let Some((leaf, elems)) = layout::part_location(&self.config, role) {
-                let e = self.entry(leaf)?;
-                let per_expert = e.shape[1] * e.shape[2];
+                let shape = layout::shape_of(&self.config, leaf)?;
+                let per_expert = shape[1] * shape[2];
                 let x = elems.start / per_expert;
                 let q = self.quant_of(leaf)?.expect("checked");
-                let grid = crate::quant::scale_shape(&e.shape[1..], q.block);
-                let g = grid.iter().product::<usize>();
-                let scales = crate::dtype::decode_f32(q.scale_dtype, &self.read_scales(leaf)?);
-                let bytes = &self.bytes(leaf)?[x * per_expert..(x + 1) * per_expert];
-                let slab = crate::quant::dequantize(
-                    bytes,
-                    &e.shape[1..],
-                    &scales[x * g..(x + 1) * g],
-                    q,
-                )?;
+                let scales =
+                    crate::dtype::decode_f32(q.scale_dtype, &self.leaf_experts(leaf, x..x + 1, true)?);
+                let bytes = self.leaf_experts(leaf, x..x + 1, false)?;
+                let slab = crate::quant::dequantize(&bytes, &shape[1..], &scales, q)?;
                 let off = elems.start - x * per_expert;
                 return Ok(slab[off..off + elems.len()].to_vec());
             }
@@ -710,14 +754,88 @@ impl TensorSource for Checkpoint {
     }
 
     fn read(&self, role: Role) -> Result<Cow<'_, [u8]>> {
+        let n = self.config.moe.num_experts;
         if self.has(role) {
+            if layout::arranged(&self.config, role) {
+                return self.leaf_experts(role, 0..n, false);
+            }
             return Ok(Cow::Borrowed(self.bytes(role)?));
+        }
+        if let Some((leaf, elems)) = layout::part_location(&self.config, role)
+            .filter(|(leaf, _)| layout::arranged(&self.config, *leaf))
+        {
+            // One expert of gpt-oss's arranged stack: its slab rearranged, then its rows.
+            let per_expert = layout::shape_of(&self.config, leaf)?.iter().product::<usize>() / n.max(1);
+            let x = elems.start / per_expert.max(1);
+            let slab = self.leaf_experts(leaf, x..x + 1, false)?;
+            let dtype = self.dtype_of(leaf)?;
+            let (start, end) = (elems.start - x * per_expert, elems.end - x * per_expert);
+            let (Some(a), Some(b)) = (dtype.bytes_for(start), dtype.bytes_for(end)) else {
+                return Err(Error::Invalid(format!(
+                    "{} does not start on a byte boundary of its {} tensor",
+                    layout::display_name(&self.config, role),
+                    dtype.name()
+                )));
+            };
+            return Ok(Cow::Owned(slab[a..b].to_vec()));
         }
         if let Some((leaf, _)) = layout::part_location(&self.config, role) {
             let dtype = self.entry(leaf)?.dtype;
             return layout::slice_part(&self.config, role, dtype, Cow::Borrowed(self.bytes(leaf)?));
         }
         layout::assemble(&self.config, role, |p| Ok(Cow::Borrowed(self.bytes(p)?)))
+    }
+}
+
+/// The dtype of a stored tensor's values: packed fp4 for MXFP4 blocks (stored as U8).
+fn value_dtype(e: &TensorEntry) -> DType {
+    match &e.scale {
+        Some(s) if s.format == crate::quant::QuantFormat::Mxfp4 => DType::F4,
+        _ => e.dtype,
+    }
+}
+
+impl Checkpoint {
+    /// The schema-order bytes of experts `experts` of stacked leaf `leaf` (its values, or
+    /// with `scales` its scale grid): borrowed from the file, or for gpt-oss's arranged
+    /// tensors rearranged ([`layout::from_disk`]) one expert slab at a time.
+    fn leaf_experts(&self, leaf: Role, experts: Range<usize>, scales: bool) -> Result<Cow<'_, [u8]>> {
+        let e = self.entry(leaf)?;
+        let n = self.config.moe.num_experts.max(1);
+        let (bytes, kind) = if scales {
+            let s = e.scale.as_ref().ok_or_else(|| {
+                Error::Invalid(format!("`{}` is not block-quantised", e.name))
+            })?;
+            let shard = &self.shards[s.shard];
+            let b = shard.data.slice(s.range.clone()).ok_or_else(|| Error::Tensor {
+                file: shard.name.clone(),
+                tensor: s.name.clone(),
+                reason: "its bytes have not been read yet".into(),
+            })?;
+            let kind = match s.format {
+                crate::quant::QuantFormat::Mxfp4 => layout::Stored::Mxfp4Scales,
+                crate::quant::QuantFormat::Fp8E4M3 => layout::Stored::Values(s.dtype),
+            };
+            (b, kind)
+        } else {
+            let kind = match &e.scale {
+                Some(s) if s.format == crate::quant::QuantFormat::Mxfp4 => layout::Stored::Mxfp4Blocks,
+                _ => layout::Stored::Values(e.dtype),
+            };
+            (self.bytes(leaf)?, kind)
+        };
+        let per = bytes.len() / n;
+        let part = &bytes[experts.start * per..experts.end * per];
+        if !layout::arranged(&self.config, leaf) {
+            return Ok(Cow::Borrowed(part));
+        }
+        if scales && matches!(kind, layout::Stored::Values(_)) {
+            return Err(Error::Invalid(format!(
+                "`{}`: gpt-oss's experts are MXFP4 or plain values, not float8",
+                e.name
+            )));
+        }
+        Ok(Cow::Owned(layout::from_disk(&self.config, leaf, kind, part)?))
     }
 }
 
@@ -736,29 +854,28 @@ fn scale_entry(
         tensor: s.name.clone(),
         reason,
     };
-    let block = config
+    let quant = config
         .quant
         .as_ref()
-        .map(|q| q.block)
         .expect("scales are mapped only for quantised configs");
-    if w.dtype != DType::F8E4M3 {
-        return Err(bad(format!(
-            "scales `{weight}`, which is {} rather than F8_E4M3",
-            w.dtype.name()
-        )));
-    }
-    if !crate::quant::is_scale_dtype(s.dtype) {
-        return Err(bad(format!(
-            "block scales in {} are not supported (F32, BF16, F16, F8_E8M0)",
-            s.dtype.name()
-        )));
-    }
-    let want = crate::quant::scale_shape(&w.shape, block);
-    if s.shape != want {
-        return Err(bad(format!(
-            "has shape {:?}; `{weight}` {:?} in {}x{} blocks needs {want:?}",
-            s.shape, w.shape, block[0], block[1]
-        )));
+    let block = quant.block;
+    if quant.format == crate::quant::QuantFormat::Mxfp4 {
+        if w.dtype != DType::U8 {
+            return Err(bad(format!("scales `{}`, which is {} rather than U8 MXFP4 blocks", w.name, w.dtype.name())));
+        }
+        if !matches!(s.dtype, DType::U8 | DType::F8E8M0) {
+            return Err(bad(format!(
+                "MXFP4 scales must be E8M0 exponents stored as U8 (or F8_E8M0), found {}",
+                s.dtype.name()
+            )));
+        }
+        // The weight's shape was checked against the schema; its scales have one fewer axis.
+        let want = w.shape[..w.shape.len().saturating_sub(1)].to_vec();
+        if s.shape != want {
+            return Err(bad(format!("has shape {:?}; `{}` {:?} needs {want:?}", s.shape, w.name, w.shape)));
+        }
+    } else {
+        check_fp8_scale(weight, w, s, block).map_err(bad)?;
     }
     Ok(ScaleEntry {
         name: s.name.clone(),
@@ -767,7 +884,32 @@ fn scale_entry(
         shard,
         range: s.range.clone(),
         block,
+        format: quant.format,
     })
+}
+
+/// A float8 weight's scale grid: e4m3 values, a scale dtype moegrow reads, the block grid.
+fn check_fp8_scale(weight: &str, w: &HeaderTensor, s: &HeaderTensor, block: [usize; 2]) -> std::result::Result<(), String> {
+    if w.dtype != DType::F8E4M3 {
+        return Err(format!(
+            "scales `{weight}`, which is {} rather than F8_E4M3",
+            w.dtype.name()
+        ));
+    }
+    if !crate::quant::is_scale_dtype(s.dtype) {
+        return Err(format!(
+            "block scales in {} are not supported (F32, BF16, F16, F8_E8M0)",
+            s.dtype.name()
+        ));
+    }
+    let want = crate::quant::scale_shape(&w.shape, block);
+    if s.shape != want {
+        return Err(format!(
+            "has shape {:?}; `{weight}` {:?} in {}x{} blocks needs {want:?}",
+            s.shape, w.shape, block[0], block[1]
+        ));
+    }
+    Ok(())
 }
 
 /// Every expert matrix of one stacked leaf must share a dtype: the fused layout and every

@@ -28,6 +28,7 @@ pub(crate) const NAMES: NameScheme = NameScheme {
     expert_proj: ["gate_proj", "up_proj", "down_proj"],
     shared_prefix: "mlp.shared_experts.",
     router_bias: "gate.e_score_correction_bias",
+    router: "gate",
 };
 
 /// Which DeepSeek.

@@ -20,6 +20,7 @@ pub(crate) const NAMES: NameScheme = NameScheme {
     expert_proj: ["w1", "w3", "w2"],
     shared_prefix: "",
     router_bias: "e_score_correction_bias",
+    router: "gate",
 };
 
 pub(crate) fn parse_config(raw: RawConfig) -> Result<ModelConfig> {

@@ -6,6 +6,7 @@
 
 mod deepseek;
 mod glm4_moe;
+mod gpt_oss;
 mod minimax_m2;
 mod mixtral;
 mod olmoe;
@@ -29,10 +30,11 @@ pub enum Family {
     DeepseekV32,
     Glm4Moe,
     MinimaxM2,
+    GptOss,
 }
 
 const SUPPORTED: &str =
-    "mixtral, qwen2_moe, qwen3_moe, olmoe, deepseek_v2, deepseek_v3 (and kimi_k2, its alias), deepseek_v32, glm4_moe, minimax_m2";
+    "mixtral, qwen2_moe, qwen3_moe, olmoe, deepseek_v2, deepseek_v3 (and kimi_k2, its alias), deepseek_v32, glm4_moe, minimax_m2, gpt_oss";
 
 /// `model_type`s that are another family's architecture under a new name: Moonshot's Kimi-K2
 /// is DeepSeek-V3's (transformers has no `kimi_k2` of its own; Kimi-K2.5 rewrites it to
@@ -50,10 +52,12 @@ pub(crate) struct NameScheme {
     /// The routing correction bias after the MoE block's prefix (`gate.e_score_correction_bias`;
     /// MiniMax-M2 keeps it on the block itself).
     pub router_bias: &'static str,
+    /// The router module after the MoE block's prefix (`gate`; gpt-oss's `router`).
+    pub router: &'static str,
 }
 
 impl Family {
-    pub const ALL: [Family; 9] = [
+    pub const ALL: [Family; 10] = [
         Family::Mixtral,
         Family::Qwen2Moe,
         Family::Qwen3Moe,
@@ -63,6 +67,7 @@ impl Family {
         Family::DeepseekV32,
         Family::Glm4Moe,
         Family::MinimaxM2,
+        Family::GptOss,
     ];
 
     pub fn from_model_type(model_type: &str) -> Result<Family> {
@@ -90,6 +95,7 @@ impl Family {
             Family::DeepseekV32 => "deepseek_v32",
             Family::Glm4Moe => "glm4_moe",
             Family::MinimaxM2 => "minimax_m2",
+            Family::GptOss => "gpt_oss",
         }
     }
 
@@ -105,6 +111,7 @@ impl Family {
             Family::DeepseekV32 => "DeepSeek-V3.2",
             Family::Glm4Moe => "GLM-4.5",
             Family::MinimaxM2 => "MiniMax-M2",
+            Family::GptOss => "gpt-oss",
         }
     }
 
@@ -119,6 +126,7 @@ impl Family {
             Family::DeepseekV32 => deepseek::parse_config(raw, deepseek::Version::V32),
             Family::Glm4Moe => glm4_moe::parse_config(raw),
             Family::MinimaxM2 => minimax_m2::parse_config(raw),
+            Family::GptOss => gpt_oss::parse_config(raw),
         }
     }
 
@@ -131,6 +139,16 @@ impl Family {
             Family::DeepseekV2 | Family::DeepseekV3 | Family::DeepseekV32 => deepseek::NAMES,
             Family::Glm4Moe => glm4_moe::NAMES,
             Family::MinimaxM2 => minimax_m2::NAMES,
+            Family::GptOss => gpt_oss::NAMES,
+        }
+    }
+
+    /// The expert layout a fresh checkpoint of this family is written in: per expert (what the
+    /// hub ships for most), or stacked for gpt-oss, which transformers reads in no other.
+    pub fn native_layout(self) -> ExpertLayout {
+        match self {
+            Family::GptOss => ExpertLayout::Fused,
+            _ => ExpertLayout::PerExpert,
         }
     }
 
@@ -189,8 +207,11 @@ impl Family {
             LayerRole::InputNorm => "input_layernorm.weight".to_string(),
             LayerRole::PostAttnNorm => "post_attention_layernorm.weight".to_string(),
             LayerRole::Attn(a) => format!("self_attn.{}", attention_suffix(a)),
-            LayerRole::Router => format!("{moe}gate.weight"),
+            LayerRole::Router => format!("{moe}{}.weight", n.router),
             LayerRole::RouterBias => format!("{moe}{}", n.router_bias),
+            LayerRole::RouterLogitBias => format!("{moe}{}.bias", n.router),
+            LayerRole::ExpertsGateUpBias => "mlp.experts.gate_up_proj_bias".to_string(),
+            LayerRole::ExpertsDownBias => "mlp.experts.down_proj_bias".to_string(),
             LayerRole::Expert(e, p) => {
                 format!("{moe}experts.{e}.{}.weight", n.expert_proj[proj(p)])
             }
@@ -229,6 +250,7 @@ fn attention_suffix(a: AttnRole) -> &'static str {
         IndexerKNorm => "indexer.k_norm.weight",
         IndexerKNormBias => "indexer.k_norm.bias",
         IndexerWeights => "indexer.weights_proj.weight",
+        Sinks => "sinks",
     }
 }
 
@@ -274,6 +296,10 @@ impl Common {
             rotary_dim: self.head_dim,
             tie_word_embeddings: self.tie_word_embeddings,
             not_computed: self.not_computed,
+            attention_sinks: false,
+            expert_bias: false,
+            router_logit_bias: false,
+            expert_act: crate::config::ExpertAct::Silu,
             attention: s.attention,
             mlp: s.mlp,
             dense_intermediate: s.dense_intermediate,

@@ -201,7 +201,7 @@ fn rope_half_and_interleaved() {
 }
 
 /// Attention computed the plain way.
-fn cpu_attention(q: &[f32], k: &[f32], v: &[f32], p: &AttentionParams) -> Vec<f32> {
+fn cpu_attention(q: &[f32], k: &[f32], v: &[f32], sinks: Option<&[f32]>, p: &AttentionParams) -> Vec<f32> {
     let mut out = vec![0.0; p.t_len as usize * p.out_stride as usize];
     for h in 0..p.heads as usize {
         let kvh = h / p.kv_group as usize;
@@ -220,7 +220,15 @@ fn cpu_attention(q: &[f32], k: &[f32], v: &[f32], p: &AttentionParams) -> Vec<f3
                     qv.iter().zip(kv).map(|(a, b)| a * b).sum::<f32>() * p.scale
                 })
                 .collect();
-            crate::reference::ops::softmax(&mut s);
+            match sinks {
+                None => crate::reference::ops::softmax(&mut s),
+                Some(sk) => {
+                    // The sink's logit joins the softmax and is dropped.
+                    s.push(sk[h]);
+                    crate::reference::ops::softmax(&mut s);
+                    s.pop();
+                }
+            }
             for d in 0..p.v_dim as usize {
                 let acc: f32 = (lo..=i)
                     .zip(&s)
@@ -239,13 +247,15 @@ fn cpu_attention(q: &[f32], k: &[f32], v: &[f32], p: &AttentionParams) -> Vec<f3
 }
 
 #[test]
-fn attention_gqa_windowed_and_mla_layouts() {
+fn attention_gqa_windowed_mla_layouts_and_sinks() {
     let g = gpu();
-    for (t, heads, group, qk, vd, window, v_offset) in [
-        (1, 1, 1, 4, 4, 0, 0),
-        (13, 4, 2, 8, 8, 0, 0),
-        (70, 6, 3, 16, 16, 5, 0),
-        (33, 4, 1, 12, 8, 0, 8),
+    for (t, heads, group, qk, vd, window, v_offset, sinks) in [
+        (1, 1, 1, 4, 4, 0, 0, false),
+        (13, 4, 2, 8, 8, 0, 0, false),
+        (70, 6, 3, 16, 16, 5, 0, false),
+        (33, 4, 1, 12, 8, 0, 8, false),
+        (1, 2, 1, 4, 4, 0, 0, true),
+        (29, 6, 3, 8, 8, 4, 0, true),
     ] {
         let kv_heads = heads / group;
         let p = AttentionParams {
@@ -264,8 +274,12 @@ fn attention_gqa_windowed_and_mla_layouts() {
             v_offset,
             window,
             scale: (qk as f32).powf(-0.5),
-            _pad: 0,
+            sinks: 0,
         };
+        // gpt-oss's sinks: logits around the scores' size, some dominant.
+        let sink = sinks.then(|| {
+            random(heads as usize, 4).iter().map(|x| 3.0 * x).collect::<Vec<f32>>()
+        });
         let (q, k, v) = (
             random((t * p.q_stride) as usize, 1),
             random((t * p.k_stride) as usize, 2),
@@ -279,13 +293,14 @@ fn attention_gqa_windowed_and_mla_layouts() {
             &g.upload(&k),
             &g.upload(&v),
             &out,
+            sink.as_ref().map(|s| g.upload(s)).as_ref(),
             p,
         );
         rec.submit();
         assert_close(
-            &format!("attention t={t} heads={heads} group={group} window={window}"),
+            &format!("attention t={t} heads={heads} group={group} window={window} sinks={sinks}"),
             &read(&out),
-            &cpu_attention(&q, &k, &v, &p),
+            &cpu_attention(&q, &k, &v, sink.as_deref(), &p),
             1e-5,
         );
     }
@@ -401,11 +416,16 @@ fn router_matches_every_family_rule() {
 
 #[test]
 fn grouped_moe_dispatch_matches_per_token_experts() {
-    for (tokens, experts, top_k, hidden, inter, split) in [
-        (1, 2, 1, 8, 4, false),
-        (13, 8, 2, 32, 16, false),
-        (50, 12, 3, 40, 24, true),
-        (7, 64, 4, 17, 33, false),
+    use crate::config::ExpertAct;
+    // `oss`: gpt-oss's expert biases and clamped SwiGLU (the vec4 and scalar kernels, split).
+    for (tokens, experts, top_k, hidden, inter, split, oss) in [
+        (1, 2, 1, 8, 4, false, false),
+        (13, 8, 2, 32, 16, false, false),
+        (50, 12, 3, 40, 24, true, false),
+        (7, 64, 4, 17, 33, false, false),
+        (13, 8, 2, 32, 16, false, true),
+        (21, 12, 3, 40, 24, true, true),
+        (5, 6, 4, 17, 33, false, true),
     ] {
         let mut owned = None;
         let g: &Gpu = if split {
@@ -416,7 +436,12 @@ fn grouped_moe_dispatch_matches_per_token_experts() {
             gpu()
         };
         let x = random(tokens * hidden, 1);
-        let gate_up = random(experts * 2 * inter * hidden, 2);
+        // Scaled up under `oss` so gate and up cross the clamp's limit.
+        let act = if oss { ExpertAct::ClampedSwiglu { alpha: 1.702, limit: 1.5 } } else { ExpertAct::Silu };
+        let gate_up: Vec<f32> =
+            random(experts * 2 * inter * hidden, 2).iter().map(|v| if oss { 1.5 * v } else { *v }).collect();
+        let gu_bias = random(experts * 2 * inter, 6);
+        let down_bias = random(experts * hidden, 7);
         let down = random(experts * hidden * inter, 3);
         let mut r = ChaCha8Rng::seed_from_u64(4);
         let mut chosen = Vec::new();
@@ -449,7 +474,8 @@ fn grouped_moe_dispatch_matches_per_token_experts() {
                 .collect::<Vec<_>>(),
         );
         rec.write(&s.weights, &weights);
-        moe_experts(
+        let (gub, db) = (g.upload(&gu_bias), g.upload(&down_bias));
+        moe_experts_with(
             &mut rec,
             &g.upload(&x),
             tokens,
@@ -461,6 +487,7 @@ fn grouped_moe_dispatch_matches_per_token_experts() {
             &dn,
             &s,
             &out,
+            ExpertExtras { biases: oss.then_some((&gub, &db)), act: Some(act) },
         );
         rec.submit();
         let got = g.read_blocking(&out).unwrap();
@@ -470,12 +497,16 @@ fn grouped_moe_dispatch_matches_per_token_experts() {
             for j in 0..top_k {
                 let e = chosen[t * top_k + j] as usize;
                 let gu_e = &gate_up[e * 2 * inter * hidden..(e + 1) * 2 * inter * hidden];
-                let y = crate::reference::ops::swiglu(
-                    &xt,
-                    &gu_e[..inter * hidden],
-                    &gu_e[inter * hidden..],
+                let gb = &gu_bias[e * 2 * inter..(e + 1) * 2 * inter];
+                let bias = |b: &[f32]| oss.then(|| b.to_vec());
+                let gv = crate::reference::ops::linear_bias(&xt, &gu_e[..inter * hidden], bias(&gb[..inter]).as_deref(), inter);
+                let uv = crate::reference::ops::linear_bias(&xt, &gu_e[inter * hidden..], bias(&gb[inter..]).as_deref(), inter);
+                let hv: Vec<f32> = gv.data.iter().zip(&uv.data).map(|(g, u)| act.apply(*g, *u)).collect();
+                let y = crate::reference::ops::linear_bias(
+                    &Mat::from_vec(1, inter, hv),
                     &down[e * hidden * inter..(e + 1) * hidden * inter],
-                    inter,
+                    bias(&down_bias[e * hidden..(e + 1) * hidden]).as_deref(),
+                    hidden,
                 );
                 for c in 0..hidden {
                     want[t * hidden + c] += weights[t * top_k + j] * y.data[c];
@@ -483,7 +514,7 @@ fn grouped_moe_dispatch_matches_per_token_experts() {
             }
         }
         assert_close(
-            &format!("moe tokens={tokens} experts={experts} k={top_k} split={split}"),
+            &format!("moe tokens={tokens} experts={experts} k={top_k} split={split} gpt-oss={oss}"),
             &got,
             &want,
             1e-4,

@@ -155,17 +155,7 @@ pub fn grow_config(cfg: &ModelConfig, map: &LayerMap) -> Result<serde_json::Map<
             raw.insert("mlp_only_layers".into(), dense.into());
             raw.insert("decoder_sparse_step".into(), 1.into());
             if cfg.family == Family::Qwen2Moe && cfg.sliding_window.iter().any(Option::is_some) {
-                let types: Vec<&str> = sources
-                    .iter()
-                    .map(|&s| {
-                        if cfg.sliding_window[s].is_some() {
-                            "sliding_attention"
-                        } else {
-                            "full_attention"
-                        }
-                    })
-                    .collect();
-                raw.insert("layer_types".into(), types.into());
+                raw.insert("layer_types".into(), attention_types(cfg, &sources).into());
             }
         }
         // DeepSeek-V3.2 reads its dense/MoE pattern from `mlp_layer_types` when the config has
@@ -185,9 +175,28 @@ pub fn grow_config(cfg: &ModelConfig, map: &LayerMap) -> Result<serde_json::Map<
             }
             raw.insert("first_k_dense_replace".into(), first_moe.into());
         }
+        // Without `layer_types` gpt-oss alternates sliding and full attention by index, which
+        // a layer map does not keep: the grown config spells each layer's kind out.
+        Family::GptOss => {
+            raw.insert("layer_types".into(), attention_types(cfg, &sources).into());
+        }
         Family::Mixtral | Family::Olmoe | Family::MinimaxM2 => {}
     }
     Ok(raw)
+}
+
+/// transformers' `layer_types` for the grown layers: each copies its source's attention kind.
+fn attention_types(cfg: &ModelConfig, sources: &[usize]) -> Vec<&'static str> {
+    sources
+        .iter()
+        .map(|&s| {
+            if cfg.sliding_window[s].is_some() {
+                "sliding_attention"
+            } else {
+                "full_attention"
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]

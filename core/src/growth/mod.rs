@@ -73,7 +73,7 @@ pub struct Grown<'a> {
     /// Final layer map relative to the source (composition of all depth steps).
     pub layer_sources: Vec<usize>,
     stage: Box<dyn TensorSource + 'a>,
-    fp8_noise: std::sync::Arc<std::sync::Mutex<(f64, f64)>>,
+    fp8_noise: std::sync::Arc<std::sync::Mutex<(f64, f64, f64)>>,
 }
 
 /// The grown config parsed from its rewritten `config.json`, keeping what the JSON alone
@@ -93,7 +93,7 @@ impl GrowthPlan {
             ));
         }
         let mut stage: Box<dyn TensorSource + 'a> = Box::new(src);
-        let fp8_noise = std::sync::Arc::new(std::sync::Mutex::new((0f64, 0f64)));
+        let fp8_noise = std::sync::Arc::new(std::sync::Mutex::new((0f64, 0f64, 0f64)));
         let mut notes = Vec::new();
         let mut layer_sources: Vec<usize> = (0..src.config().num_layers).collect();
         for (index, step) in self.steps.iter().enumerate() {
@@ -149,6 +149,7 @@ impl GrowthPlan {
                         down_scale: w.down_scale(&cfg),
                         config,
                         fp8_noise: fp8_noise.clone(),
+                        pending_scales: Default::default(),
                     });
                 }
             }
@@ -183,8 +184,16 @@ impl Grown<'_> {
     /// added): 1 when every bit of noise is kept, 0 when rounding removed it all. `None` until
     /// a noised float8 expert has been produced.
     pub fn fp8_noise_survival(&self) -> Option<f64> {
-        let (de, ee) = *self.fp8_noise.lock().unwrap_or_else(|e| e.into_inner());
+        let (de, ee, _) = *self.fp8_noise.lock().unwrap_or_else(|e| e.into_inner());
         (ee > 0.0).then(|| de / ee)
+    }
+
+    /// How far the requantised noisy copies are from their sources, relative to the noise
+    /// added (`|δ| / |ε|`): 1 when requantising changes nothing; coarse formats (MXFP4) round
+    /// some values a whole step away, so the copies move much further than the noise asked.
+    pub fn quantised_noise_amplification(&self) -> Option<f64> {
+        let (_, ee, dd) = *self.fp8_noise.lock().unwrap_or_else(|e| e.into_inner());
+        (ee > 0.0).then(|| (dd / ee).sqrt())
     }
 }
 

@@ -39,6 +39,8 @@ fn writes_residual(r: LayerRole) -> bool {
         r,
         LayerRole::Attn(AttnRole::O | AttnRole::OBias)
             | LayerRole::Expert(_, Proj::Down)
+            | LayerRole::ExpertsDown
+            | LayerRole::ExpertsDownBias
             | LayerRole::SharedExpert(Proj::Down)
             | LayerRole::DenseMlp(Proj::Down)
     )
@@ -109,14 +111,26 @@ pub struct WidthStage<'a> {
     pub index: u64,
     pub down_scale: f32,
     pub config: ModelConfig,
+    /// The scale grids of requantised copies whose bytes were produced and whose scales the
+    /// writer has not asked for yet (see `quantised_copy`).
+    pub pending_scales: std::sync::Mutex<std::collections::HashMap<Role, Vec<u8>>>,
     /// ⟨δ, ε⟩ and ⟨ε, ε⟩ of the noise put on float8 experts (see `track_fp8_noise`).
-    pub fp8_noise: std::sync::Arc<std::sync::Mutex<(f64, f64)>>,
+    pub fp8_noise: std::sync::Arc<std::sync::Mutex<(f64, f64, f64)>>,
+}
+
+/// A new expert matrix's values, and for a noised copy of a quantised one its values before
+/// the noise (to measure what requantising kept).
+struct Noised {
+    values: Vec<f32>,
+    before: Option<Vec<f32>>,
 }
 
 const TAG_EXPERT: u64 = 1;
 const TAG_ROUTER: u64 = 2;
 const TAG_BIAS: u64 = 3;
 const TAG_RANDOM: u64 = 4;
+const TAG_LOGIT_BIAS: u64 = 5;
+const TAG_EXPERT_BIAS: u64 = 6;
 
 impl WidthStage<'_> {
     /// Signed noise multiplier for copy `c`: `None` when it gets no noise.
@@ -134,7 +148,7 @@ impl WidthStage<'_> {
 
     /// New expert `j`'s matrix as f32, or `None` when it is an exact copy of its source (no
     /// noise, no rescaling): then its stored bytes (and scales) are copied as they are.
-    fn expert_values(&self, slot: LayerSlot, j: usize, p: Proj) -> Result<Option<Vec<f32>>> {
+    fn expert_values(&self, slot: LayerSlot, j: usize, p: Proj) -> Result<Option<Noised>> {
         let (src, copy) = self.step.source(j, self.experts_before);
         let role = slot.role(LayerRole::Expert(src, p));
         let layer = stream_layer(slot);
@@ -146,7 +160,7 @@ impl WidthStage<'_> {
         let mut v = self.prev.read_f32(role)?;
         if self.scale(p) != 1.0 && !random && sign.is_none() {
             v.iter_mut().for_each(|x| *x *= self.scale(p));
-            return Ok(Some(v));
+            return Ok(Some(Noised { values: v, before: None }));
         }
         let sigma = std_dev(&v);
         let before = self.fp8_tracking(role)?.then(|| v.clone());
@@ -170,10 +184,21 @@ impl WidthStage<'_> {
         if self.scale(p) != 1.0 {
             v.iter_mut().for_each(|x| *x *= self.scale(p));
         }
-        if let (Some(before), false) = (before, random) {
-            self.track_fp8_noise(slot, p, &before, &v)?;
+        Ok(Some(Noised { values: v, before: before.filter(|_| !random) }))
+    }
+
+    /// A noised copy of a block-quantised expert matrix, quantised once: its bytes, and its
+    /// scales kept until the writer asks for them (a stacked tensor's bytes are assembled
+    /// before its scales, so each copy would otherwise be noised and quantised twice).
+    fn quantised_copy(&self, slot: LayerSlot, j: usize, p: Proj, q: crate::quant::BlockQuant, n: Noised) -> Result<(Vec<u8>, Vec<u8>)> {
+        let role = slot.role(LayerRole::Expert(self.step.source(j, self.experts_before).0, p));
+        let shape = crate::schema::layout::shape_of(&self.config, role)?;
+        let (bytes, scales) = crate::quant::quantize(&n.values, &shape, q)?;
+        if let Some(before) = &n.before {
+            let back = crate::quant::dequantize(&bytes, &shape, &decode_f32(q.scale_dtype, &scales), q)?;
+            self.track_fp8_noise(before, &n.values, &back);
         }
-        Ok(Some(v))
+        Ok((bytes, scales))
     }
 
     /// The down projections' rescaling (sigmoid routing without renormalisation).
@@ -190,27 +215,22 @@ impl WidthStage<'_> {
         Ok(self.prev.quant_of(role)?.is_some())
     }
 
-    /// How much of the noise survives requantisation: ⟨δ, ε⟩ and ⟨ε, ε⟩ summed over the
-    /// noised float8 matrices, with ε the noise added and δ what dequantising the requantised
-    /// copy differs from the source by.
-    fn track_fp8_noise(&self, slot: LayerSlot, p: Proj, before: &[f32], after: &[f32]) -> Result<()> {
-        let role = slot.role(LayerRole::Expert(0, p));
-        let Some(q) = self.prev.quant_of(role)? else {
-            return Ok(());
-        };
-        let shape = crate::schema::layout::shape_of(&self.config, role)?;
-        let (bytes, scales) = crate::quant::quantize(after, &shape, q)?;
-        let back = crate::quant::dequantize(&bytes, &shape, &decode_f32(q.scale_dtype, &scales), q)?;
-        let (mut de, mut ee) = (0f64, 0f64);
-        for ((b, a), r) in before.iter().zip(after).zip(&back) {
+    /// How much of the noise survives requantisation: ⟨δ, ε⟩, ⟨ε, ε⟩ and ⟨δ, δ⟩ summed over
+    /// the noised quantised matrices, with ε the noise added (`after − before`) and δ what the
+    /// requantised copy (`back`) differs from the source by.
+    fn track_fp8_noise(&self, before: &[f32], after: &[f32], back: &[f32]) {
+        let (mut de, mut ee, mut dd) = (0f64, 0f64, 0f64);
+        for ((b, a), r) in before.iter().zip(after).zip(back) {
             let eps = (*a - *b) as f64;
-            de += (*r - *b) as f64 * eps;
+            let delta = (*r - *b) as f64;
+            de += delta * eps;
             ee += eps * eps;
+            dd += delta * delta;
         }
         let mut s = self.fp8_noise.lock().unwrap_or_else(|e| e.into_inner());
         s.0 += de;
         s.1 += ee;
-        Ok(())
+        s.2 += dd;
     }
 
     /// A float8 copy that is only rescaled (no noise): its bytes stay, its scales are
@@ -230,19 +250,21 @@ impl WidthStage<'_> {
         if self.rescaled_fp8(role, j, p)? {
             return self.prev.read(role);
         }
-        let Some(v) = self.expert_values(slot, j, p)? else {
+        let Some(n) = self.expert_values(slot, j, p)? else {
             return self.prev.read(role);
         };
         match self.prev.quant_of(role)? {
             Some(q) => {
-                let shape = crate::schema::layout::shape_of(&self.config, role)?;
-                Ok(Cow::Owned(crate::quant::quantize(&v, &shape, q)?.0))
+                let (bytes, scales) = self.quantised_copy(slot, j, p, q, n)?;
+                let key = slot.role(LayerRole::Expert(j, p));
+                self.pending_scales.lock().unwrap_or_else(|e| e.into_inner()).insert(key, scales);
+                Ok(Cow::Owned(bytes))
             }
             None => Ok(Cow::Owned(encode(
                 &self.config,
                 role,
                 self.prev.dtype_of(role)?,
-                &v,
+                &n.values,
             )?)),
         }
     }
@@ -270,16 +292,19 @@ impl WidthStage<'_> {
                 d => Ok(Cow::Owned(encode(&self.config, role, d, &s)?)),
             };
         }
+        let key = slot.role(LayerRole::Expert(j, p));
+        if let Some(s) = self.pending_scales.lock().unwrap_or_else(|e| e.into_inner()).remove(&key) {
+            return Ok(Cow::Owned(s));
+        }
         match self.expert_values(slot, j, p)? {
             None => self.prev.read_scales(role),
-            Some(v) => {
-                let shape = crate::schema::layout::shape_of(&self.config, role)?;
-                Ok(Cow::Owned(crate::quant::quantize(&v, &shape, q)?.1))
-            }
+            Some(n) => Ok(Cow::Owned(self.quantised_copy(slot, j, p, q, n)?.1)),
         }
     }
 
-    /// Router rows (`row_len` = hidden size) or the bias (`row_len` = 1), copied with the experts.
+    /// Per-expert rows copied with the experts: router rows (`row_len` = hidden size), a
+    /// routing bias (`row_len` = 1), or gpt-oss's expert biases (`2I` gate/up, `H` down; noised
+    /// as the expert they belong to, the down bias scaled with the down projection).
     fn rows(
         &self,
         slot: LayerSlot,
@@ -297,8 +322,10 @@ impl WidthStage<'_> {
         for j in 0..e * self.step.factor {
             let (src, copy) = self.step.source(j, e);
             let mut row = old[src * row_len..(src + 1) * row_len].to_vec();
-            let random =
-                self.step.new_experts == NewExperts::Random && copy > 0 && tag == TAG_ROUTER;
+            let random = self.step.new_experts == NewExperts::Random
+                && copy > 0
+                && matches!(tag, TAG_ROUTER | TAG_EXPERT_BIAS);
+            let noised = if tag == TAG_EXPERT_BIAS { true } else { self.step.router_noise };
             if random {
                 let z = normals(
                     self.seed,
@@ -306,19 +333,26 @@ impl WidthStage<'_> {
                     row_len,
                 );
                 row.iter_mut().zip(z).for_each(|(x, z)| *x = sigma * z);
-            } else if let (true, Some(sign)) = (self.step.router_noise, self.noise_sign(copy)) {
+            } else if let (true, Some(sign)) = (noised, self.noise_sign(copy)) {
                 let key = if self.step.noise_on == NoiseOn::Both {
                     src
                 } else {
                     j
                 };
-                let z = normals(
-                    self.seed,
-                    stream_id(&[self.index, tag, layer, key as u64]),
-                    row_len,
-                );
+                // The two expert biases draw apart (the role tells them apart); the router's
+                // streams keep their historical keys, so earlier outputs stay reproducible.
+                let stream = if tag == TAG_EXPERT_BIAS {
+                    let which = matches!(role.layer_part(), Some((_, LayerRole::ExpertsDownBias)));
+                    stream_id(&[self.index, tag, layer, key as u64, which as u64])
+                } else {
+                    stream_id(&[self.index, tag, layer, key as u64])
+                };
+                let z = normals(self.seed, stream, row_len);
                 let s = sign * self.step.noise * sigma;
                 row.iter_mut().zip(z).for_each(|(x, z)| *x += s * z);
+            }
+            if matches!(role.layer_part(), Some((_, LayerRole::ExpertsDownBias))) && !random {
+                row.iter_mut().for_each(|x| *x *= self.down_scale);
             }
             out.extend(row);
         }
@@ -414,6 +448,13 @@ impl TensorSource for WidthStage<'_> {
             }
             LayerRole::Router => self.rows(slot, lr, self.config.hidden_size, TAG_ROUTER),
             LayerRole::RouterBias => self.rows(slot, lr, 1, TAG_BIAS),
+            LayerRole::RouterLogitBias => self.rows(slot, lr, 1, TAG_LOGIT_BIAS),
+            LayerRole::ExpertsGateUpBias => {
+                self.rows(slot, lr, 2 * self.config.moe.intermediate, TAG_EXPERT_BIAS)
+            }
+            LayerRole::ExpertsDownBias => {
+                self.rows(slot, lr, self.config.hidden_size, TAG_EXPERT_BIAS)
+            }
             _ => self.prev.read(role),
         }
     }

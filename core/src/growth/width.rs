@@ -137,6 +137,10 @@ impl WidthStep {
             return Err(Error::config("no expert-count key to update"));
         }
         raw.insert("num_experts_per_tok".into(), (cfg.moe.top_k * m).into());
+        // gpt-oss's hub config also carries its original spelling.
+        if raw.contains_key("experts_per_token") {
+            raw.insert("experts_per_token".into(), (cfg.moe.top_k * m).into());
+        }
         if let Some(g) = cfg.moe.router.group_limit {
             raw.insert("n_group".into(), (g.n_group * m).into());
             raw.insert("topk_group".into(), (g.topk_group * m).into());

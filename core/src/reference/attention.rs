@@ -20,7 +20,8 @@ struct HeadLayout {
 
 /// Causal softmax attention, one head at a time as two matrix products:
 /// `P = softmax(mask(Q_h K_hᵀ · scale))`, `O_h = P V_h`. `q`, `k`, `v` hold every head side by
-/// side; `head(h)` says where head `h`'s columns start.
+/// side; `head(h)` says where head `h`'s columns start. With `sinks` (gpt-oss) head `h`'s
+/// softmax has one more logit, `sinks[h]`, that takes probability and contributes no value.
 #[allow(clippy::too_many_arguments)]
 fn causal_attention(
     q: &Mat,
@@ -31,6 +32,7 @@ fn causal_attention(
     v_dim: usize,
     scale: f32,
     window: Option<usize>,
+    sinks: Option<&[f32]>,
     head: impl Fn(usize) -> HeadLayout,
 ) -> Mat {
     let t_len = q.rows;
@@ -53,7 +55,10 @@ fn causal_attention(
             row[i + 1..].iter_mut().for_each(|s| *s = 0.0);
             let live = &mut row[lo..=i];
             live.iter_mut().for_each(|s| *s *= scale);
-            softmax(live);
+            match sinks {
+                None => softmax(live),
+                Some(s) => softmax_with_sink(live, s[h]),
+            }
         }
         let p = Mat {
             rows: t_len,
@@ -71,6 +76,18 @@ fn causal_attention(
         scores = p.data;
     }
     out
+}
+
+/// Softmax over `x` and one extra logit `sink` that is then dropped (gpt-oss's sinks): the
+/// probabilities of `x` sum to less than one.
+fn softmax_with_sink(x: &mut [f32], sink: f32) {
+    let max = x.iter().cloned().fold(sink, f32::max);
+    let mut sum = (sink - max).exp();
+    for v in x.iter_mut() {
+        *v = (*v - max).exp();
+        sum += *v;
+    }
+    x.iter_mut().for_each(|v| *v /= sum);
 }
 
 /// Grouped-query attention of one layer (`window`: its sliding window, if any).
@@ -119,6 +136,7 @@ pub fn standard(
         hd,
         cfg.attention_scale(),
         window,
+        w.sinks.as_deref(),
         |h| HeadLayout {
             q_offset: h * hd,
             k_offset: (h / group) * hd,
@@ -185,6 +203,7 @@ pub fn latent(cfg: &ModelConfig, w: &Mla<Vec<f32>>, x: &Mat, rope: &Rope) -> Mat
         qk,
         vd,
         cfg.attention_scale(),
+        None,
         None,
         |h| HeadLayout {
             q_offset: h * qk,

@@ -3,7 +3,7 @@
 //! per-layer hidden states, router logits and the experts each token chose).
 
 use super::attention;
-use super::ops::{linear, rms_norm_rows, sigmoid, swiglu, Mat, Rope};
+use super::ops::{linear, linear_bias, rms_norm_rows, sigmoid, swiglu, Mat, Rope};
 use super::routing::{route, Choice};
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
@@ -288,7 +288,7 @@ pub fn layer_forward(
 fn moe_forward(cfg: &ModelConfig, m: &Moe<Vec<f32>>, x: &Mat) -> (Mat, Mat, Vec<Choice>) {
     let moe = &cfg.moe;
     let (h, inter) = (cfg.hidden_size, moe.intermediate);
-    let logits = linear(x, &m.router, moe.num_experts);
+    let logits = linear_bias(x, &m.router, m.router_logit_bias.as_deref(), moe.num_experts);
     let chosen: Vec<Choice> = (0..x.rows)
         .map(|t| {
             route(
@@ -319,14 +319,19 @@ fn moe_forward(cfg: &ModelConfig, m: &Moe<Vec<f32>>, x: &Mat) -> (Mat, Mat, Vec<
         for (r, (t, _)) in routed.iter().enumerate() {
             xs.row_mut(r).copy_from_slice(x.row(*t));
         }
-        // Expert e of the stacked leaves: gate rows, then up rows, of gate_up[e]; down[e].
+        // Expert e of the stacked leaves: gate rows, then up rows, of gate_up[e]; down[e];
+        // and gpt-oss's biases.
         let gu = &m.experts.gate_up[2 * e * block..2 * (e + 1) * block];
-        let ys = swiglu(
-            &xs,
-            &gu[..block],
-            &gu[block..],
+        let gub = m.experts.gate_up_bias.as_ref().map(|b| &b[2 * e * inter..2 * (e + 1) * inter]);
+        let mut g = linear_bias(&xs, &gu[..block], gub.map(|b| &b[..inter]), inter);
+        let u = linear_bias(&xs, &gu[block..], gub.map(|b| &b[inter..]), inter);
+        let act = cfg.expert_act;
+        g.data.iter_mut().zip(&u.data).for_each(|(g, u)| *g = act.apply(*g, *u));
+        let ys = linear_bias(
+            &g,
             &m.experts.down[e * block..(e + 1) * block],
-            inter,
+            m.experts.down_bias.as_ref().map(|b| &b[e * h..(e + 1) * h]),
+            h,
         );
         for (r, (t, w)) in routed.iter().enumerate() {
             out.row_mut(*t)

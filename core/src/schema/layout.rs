@@ -14,7 +14,8 @@ use crate::checkpoint::OutputTensor;
 use crate::config::ModelConfig;
 use crate::dtype::{convert, encode_f32, DType};
 use crate::error::{Error, Result};
-use crate::quant::{quantize, scale_name, scale_shape, BlockQuant};
+use crate::families::Family;
+use crate::quant::{quantize, scale_name, scale_shape, BlockQuant, QuantFormat};
 use crate::roles::{ExpertLayout, LayerRole, LayerSlot, Proj, Role};
 use std::borrow::Cow;
 use std::ops::Range;
@@ -43,11 +44,11 @@ pub fn disk_tensors(cfg: &ModelConfig, layout: ExpertLayout) -> Vec<DiskTensor> 
             q.not_converted.iter().any(|m| m == module)
         })
     };
-    let disk = |name: String, role, shape, kind, quantizable: bool| DiskTensor {
+    let disk = |name: String, role, shape: Vec<usize>, kind, quantizable: bool| DiskTensor {
         quantizable: quantizable && !skipped(&name),
+        shape: disk_shape(cfg, role, shape),
         name,
         role,
-        shape,
         kind,
     };
     schema(cfg).visit(&mut |s: &Spec| {
@@ -75,6 +76,142 @@ pub fn disk_tensors(cfg: &ModelConfig, layout: ExpertLayout) -> Vec<DiskTensor> 
         }
     });
     out
+}
+
+/// A stacked expert tensor that gpt-oss stores in its own arrangement (see [`from_disk`]).
+pub fn arranged(cfg: &ModelConfig, role: Role) -> bool {
+    cfg.family == Family::GptOss
+        && matches!(
+            role.layer_part(),
+            Some((_, LayerRole::ExpertsGateUp | LayerRole::ExpertsDown | LayerRole::ExpertsGateUpBias))
+        )
+}
+
+/// The shape a tensor has on disk, in values: the schema's, except gpt-oss's input-major
+/// experts (`gate_up_proj [E, H, 2I]`, `down_proj [E, I, H]`).
+pub fn disk_shape(cfg: &ModelConfig, role: Role, schema_shape: Vec<usize>) -> Vec<usize> {
+    match (arranged(cfg, role), schema_shape.as_slice()) {
+        (true, [e, r, c]) => vec![*e, *c, *r],
+        _ => schema_shape,
+    }
+}
+
+/// What the bytes of a stacked expert tensor hold, for [`from_disk`] and [`to_disk`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stored {
+    /// Plain values of a whole-byte dtype.
+    Values(DType),
+    /// MXFP4 blocks: packed fp4, rows of the schema's (output-major) matrix.
+    Mxfp4Blocks,
+    /// MXFP4 scales: one byte per 32 values of a row.
+    Mxfp4Scales,
+}
+
+/// gpt-oss's gate/up interleave: the stored row (or column) holding the schema's gate/up row
+/// `r` of `2 · half` (gate rows `0..half` are stored at even positions, up rows at odd).
+fn interleaved(r: usize, half: usize) -> usize {
+    if r < half {
+        2 * r
+    } else {
+        2 * (r - half) + 1
+    }
+}
+
+/// The schema's bytes of whole experts of an [`arranged`] tensor, from the stored bytes of
+/// the same experts (any number, each expert's slab is contiguous in both forms): gate/up rows
+/// de-interleaved, and plain values transposed from input-major to the schema's output-major.
+pub fn from_disk(cfg: &ModelConfig, role: Role, stored: Stored, bytes: &[u8]) -> Result<Vec<u8>> {
+    let mut v = bytes.to_vec();
+    rearrange(cfg, role, stored, &mut v, true)?;
+    Ok(v)
+}
+
+/// The inverse of [`from_disk`]: stored bytes from the schema's, in place (one expert's slab
+/// of scratch memory, so a multi-GB stacked tensor is not held twice).
+pub fn to_disk(cfg: &ModelConfig, role: Role, stored: Stored, bytes: Cow<'_, [u8]>) -> Result<Vec<u8>> {
+    let mut v = bytes.into_owned();
+    rearrange(cfg, role, stored, &mut v, false)?;
+    Ok(v)
+}
+
+fn rearrange(cfg: &ModelConfig, role: Role, stored: Stored, bytes: &mut [u8], read: bool) -> Result<()> {
+    let (h, i) = (cfg.hidden_size, cfg.moe.intermediate);
+    let lr = role.layer_part().map(|(_, lr)| lr);
+    let gate_up = matches!(lr, Some(LayerRole::ExpertsGateUp | LayerRole::ExpertsGateUpBias));
+    // (rows, row bytes) of one expert in the schema's form, and whether values transpose.
+    let (rows, cols, transpose) = match (lr, stored) {
+        (Some(LayerRole::ExpertsGateUp), _) => (2 * i, h, matches!(stored, Stored::Values(_))),
+        (Some(LayerRole::ExpertsDown), _) => (h, i, matches!(stored, Stored::Values(_))),
+        (Some(LayerRole::ExpertsGateUpBias), Stored::Values(_)) => (2 * i, 1, false),
+        _ => {
+            return Err(Error::Invalid(format!(
+                "internal: {} has no stored arrangement",
+                display_name(cfg, role)
+            )))
+        }
+    };
+    let es = match stored {
+        Stored::Values(d) => d.size().ok_or_else(|| {
+            Error::Invalid(format!(
+                "{} is stored as {}, which gpt-oss's expert arrangement cannot reorder",
+                display_name(cfg, role),
+                d.name()
+            ))
+        })?,
+        Stored::Mxfp4Blocks | Stored::Mxfp4Scales => 1,
+    };
+    let row_bytes = match stored {
+        Stored::Values(_) => cols * es,
+        Stored::Mxfp4Blocks => cols / 2,
+        Stored::Mxfp4Scales => cols.div_ceil(32),
+    };
+    let slab = rows * row_bytes;
+    if slab == 0 || !bytes.len().is_multiple_of(slab) {
+        return Err(Error::Invalid(format!(
+            "{}: {} bytes are not whole experts of {slab} bytes",
+            display_name(cfg, role),
+            bytes.len()
+        )));
+    }
+    let mut src = vec![0u8; slab];
+    for dst in bytes.chunks_exact_mut(slab) {
+        src.copy_from_slice(dst);
+        // schema (r, c) sits at stored (row(r), c), or (c, row(r)) when transposed
+        let row = |r: usize| if gate_up { interleaved(r, i) } else { r };
+        for r in 0..rows {
+            if transpose {
+                for c in 0..cols {
+                    let s = (r * cols + c) * es;
+                    let d = (c * rows + row(r)) * es;
+                    let (from, to) = if read { (d, s) } else { (s, d) };
+                    dst[to..to + es].copy_from_slice(&src[from..from + es]);
+                }
+            } else {
+                let (s, d) = (r * row_bytes, row(r) * row_bytes);
+                let (from, to) = if read { (d, s) } else { (s, d) };
+                dst[to..to + row_bytes].copy_from_slice(&src[from..from + row_bytes]);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// MXFP4's on-disk names of a stacked expert tensor: `{name}_blocks` and `{name}_scales`.
+pub fn mxfp4_names(name: &str) -> (String, String) {
+    (format!("{name}_blocks"), format!("{name}_scales"))
+}
+
+/// MXFP4's on-disk shapes for a stacked tensor of schema shape `[E, rows, cols]`:
+/// blocks `[E, rows, cols/32, 16]` (U8) and scales `[E, rows, cols/32]` (U8).
+pub fn mxfp4_shapes(schema_shape: &[usize]) -> (Vec<usize>, Vec<usize>) {
+    let n = schema_shape.len();
+    let mut scales = schema_shape.to_vec();
+    if n > 0 {
+        scales[n - 1] = schema_shape[n - 1].div_ceil(32);
+    }
+    let mut blocks = scales.clone();
+    blocks.push(16);
+    (blocks, scales)
 }
 
 /// The stacked schema leaf an expert matrix belongs to and its elements there; `None` for a
@@ -124,8 +261,14 @@ pub fn assemble<'a>(
         None => part(role),
         Some(parts) => {
             let mut out = Vec::new();
+            let n = parts.len();
             for p in parts {
-                out.extend_from_slice(&part(p)?);
+                let b = part(p)?;
+                if out.is_empty() {
+                    // Parts are equal-sized: one allocation, not a doubling Vec's 2× peak.
+                    out.reserve_exact(b.len() * n);
+                }
+                out.extend_from_slice(&b);
             }
             Ok(Cow::Owned(out))
         }
@@ -257,8 +400,8 @@ pub enum Storage {
     /// Every tensor in this dtype (block-quantised ones dequantised), except those the
     /// family keeps in f32.
     Values(DType),
-    /// The quantisable weights block-quantised to float8 e4m3, the rest as the source stores
-    /// them.
+    /// The quantisable weights block-quantised (float8 e4m3, or MXFP4 for gpt-oss), the rest
+    /// as the source stores them.
     Fp8(BlockQuant),
 }
 
@@ -266,15 +409,14 @@ impl Storage {
     /// What `--dtype` names: f32, bf16 or f16 (dequantised), or `fp8` (block-quantised e4m3
     /// with F32 scales in `block`, the source's blocks when it has them).
     pub fn parse(s: &str, block: [usize; 2]) -> Result<Storage> {
+        if s.eq_ignore_ascii_case("mxfp4") {
+            return Ok(Storage::Fp8(BlockQuant::mxfp4()));
+        }
         if matches!(s.to_ascii_lowercase().as_str(), "fp8" | "f8" | "f8_e4m3" | "float8_e4m3fn") {
-            return Ok(Storage::Fp8(BlockQuant {
-                block,
-                scale_dtype: DType::F32,
-                pow2: false,
-            }));
+            return Ok(Storage::Fp8(BlockQuant::fp8(block, DType::F32, false)));
         }
         DType::parse(s).map(Storage::Values).ok_or_else(|| {
-            Error::Invalid(format!("unknown dtype `{s}` (f32, bf16, f16 or fp8)"))
+            Error::Invalid(format!("unknown dtype `{s}` (f32, bf16, f16, fp8 or mxfp4)"))
         })
     }
 
@@ -293,10 +435,18 @@ impl Storage {
             }
             Storage::Fp8(q) => {
                 if !raw.contains_key("quantization_config") {
+                    // MXFP4 as gpt-oss's hub config spells it: only the experts are quantised.
+                    let not_converted = match q.format {
+                        QuantFormat::Mxfp4 => ["model.layers.*.self_attn", "model.layers.*.mlp.router", "model.embed_tokens", "lm_head"]
+                            .map(String::from)
+                            .to_vec(),
+                        QuantFormat::Fp8E4M3 => Vec::new(),
+                    };
                     let cfg = crate::quant::Fp8Block {
                         block: q.block,
-                        not_converted: Vec::new(),
+                        not_converted,
                         pow2_scales: q.pow2,
+                        format: q.format,
                     };
                     raw.insert("quantization_config".into(), cfg.to_json());
                 }
@@ -315,6 +465,23 @@ pub fn output_tensors<'a, S: TensorSource + ?Sized>(
 ) -> Result<Vec<OutputTensor<'a>>> {
     let cfg = src.config();
     let family = cfg.family;
+    if family == Family::GptOss {
+        if layout != family.native_layout() {
+            return Err(Error::Invalid(
+                "gpt-oss stores its experts stacked only (transformers reads no per-expert layout): write the fused layout".into(),
+            ));
+        }
+        if matches!(storage, Storage::Fp8(q) if q.format != QuantFormat::Mxfp4) {
+            return Err(Error::Invalid(
+                "gpt-oss checkpoints are MXFP4 or plain values; transformers reads no float8 gpt-oss. Use --dtype mxfp4 or bf16".into(),
+            ));
+        }
+    } else if matches!(storage, Storage::Fp8(q) if q.format == QuantFormat::Mxfp4) {
+        return Err(Error::Invalid(format!(
+            "transformers reads MXFP4 for gpt-oss only, not {}; use --dtype fp8 for block-scaled float8",
+            family.name()
+        )));
+    }
     let mut out = Vec::new();
     for d in disk_tensors(cfg, layout) {
         let role = d.role;
@@ -328,28 +495,73 @@ pub fn output_tensors<'a, S: TensorSource + ?Sized>(
         };
         if let Some(q) = fp8 {
             let requantize = quant != Some(q);
-            let (shape, sshape) = (d.shape.clone(), scale_shape(&d.shape, q.block));
+            let shape = shape_of(cfg, role)?;
+            let sshape = scale_shape(&shape, q.block);
             let scale_bytes = q.scale_dtype.bytes_for(sshape.iter().product()).unwrap_or(0);
-            out.push(OutputTensor {
-                name: d.name.clone(),
-                dtype: DType::F8E4M3,
-                shape: d.shape,
-                data: Box::new(move || {
-                    if requantize {
-                        Ok(Cow::Owned(quantize(&src.read_f32(role)?, &shape, q)?.0))
-                    } else {
-                        src.read(role)
+            // MXFP4 is stored under its own names and shapes, as U8, in gpt-oss's arrangement.
+            let mx = q.format == QuantFormat::Mxfp4;
+            let (names, shapes) = if mx {
+                (mxfp4_names(&d.name), mxfp4_shapes(&shape))
+            } else {
+                ((d.name.clone(), scale_name(&d.name)), (d.shape.clone(), sshape))
+            };
+            let arrange = arranged(cfg, role);
+            let stored = move |bytes: Cow<'a, [u8]>, kind: Stored| -> Result<Cow<'a, [u8]>> {
+                if arrange {
+                    Ok(Cow::Owned(to_disk(src.config(), role, kind, bytes)?))
+                } else {
+                    Ok(bytes)
+                }
+            };
+            // MXFP4 quantises rows of 32, so a stacked tensor quantises expert by expert (never
+            // held in f32 whole), once: the bytes' pass keeps the scales for the scales' pass.
+            let pending: std::sync::Arc<std::sync::Mutex<Option<Vec<u8>>>> = Default::default();
+            let requant = {
+                let pending = pending.clone();
+                let shape = shape.clone();
+                move || -> Result<(Vec<u8>, Vec<u8>)> {
+                    let cfg = src.config();
+                    match leaf_parts(cfg, role).filter(|_| mx) {
+                        Some(parts) => {
+                            let (mut b, mut s) = (Vec::new(), Vec::new());
+                            for p in parts {
+                                let (pb, ps) = quantize(&src.read_f32(p)?, &shape_of(cfg, p)?, q)?;
+                                b.extend_from_slice(&pb);
+                                s.extend_from_slice(&ps);
+                                src.release(p);
+                            }
+                            *pending.lock().unwrap_or_else(|e| e.into_inner()) = Some(s.clone());
+                            Ok((b, s))
+                        }
+                        None => quantize(&src.read_f32(role)?, &shape, q),
                     }
+                }
+            };
+            let requant2 = requant.clone();
+            out.push(OutputTensor {
+                name: names.0,
+                dtype: if mx { DType::U8 } else { q.value_dtype() },
+                shape: shapes.0,
+                data: Box::new(move || {
+                    let v = if requantize {
+                        Cow::Owned(requant()?.0)
+                    } else {
+                        src.read(role)?
+                    };
+                    stored(v, Stored::Mxfp4Blocks)
                 }),
             });
-            let shape = shape_of(cfg, role)?;
             out.push(OutputTensor {
-                name: scale_name(&d.name),
-                dtype: q.scale_dtype,
-                shape: sshape,
+                name: names.1,
+                dtype: if mx { DType::U8 } else { q.scale_dtype },
+                shape: shapes.1,
                 data: Box::new(move || {
                     let s = if requantize {
-                        Cow::Owned(quantize(&src.read_f32(role)?, &shape, q)?.1)
+                        let kept = pending.lock().unwrap_or_else(|e| e.into_inner()).take();
+                        Cow::Owned(match kept {
+                            Some(s) => s,
+                            None => requant2()?.1,
+                        })
                     } else {
                         src.read_scales(role)?
                     };
@@ -360,7 +572,7 @@ pub fn output_tensors<'a, S: TensorSource + ?Sized>(
                             display_name(src.config(), role)
                         )));
                     }
-                    Ok(s)
+                    stored(s, Stored::Mxfp4Scales)
                 }),
             });
             continue;
@@ -378,15 +590,39 @@ pub fn output_tensors<'a, S: TensorSource + ?Sized>(
                 to.name()
             )));
         }
+        let arrange = arranged(cfg, role);
         out.push(OutputTensor {
             name: d.name,
             dtype: to,
             shape: d.shape,
             data: Box::new(move || {
-                if quant.is_some() {
-                    Ok(Cow::Owned(encode_f32(to, &src.read_f32(role)?)))
+                let v = if quant.is_some() {
+                    // Dequantised expert by expert into the output dtype: the stacked tensor is
+                    // never held in f32.
+                    match leaf_parts(src.config(), role) {
+                        Some(parts) => {
+                            let mut out = Vec::new();
+                            let n = parts.len();
+                            for p in parts {
+                                let b = encode_f32(to, &src.read_f32(p)?);
+                                if out.is_empty() {
+                                    out.reserve_exact(b.len() * n);
+                                }
+                                out.extend_from_slice(&b);
+                                src.release(p);
+                            }
+                            src.release(role);
+                            Cow::Owned(out)
+                        }
+                        None => Cow::Owned(encode_f32(to, &src.read_f32(role)?)),
+                    }
                 } else {
-                    Ok(convert(from, to, src.read(role)?))
+                    convert(from, to, src.read(role)?)
+                };
+                if arrange {
+                    Ok(Cow::Owned(to_disk(src.config(), role, Stored::Values(to), v)?))
+                } else {
+                    Ok(v)
                 }
             }),
         });

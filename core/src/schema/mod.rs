@@ -92,8 +92,10 @@ pub fn layer(cfg: &ModelConfig, slot: LayerSlot) -> Layer<Spec> {
         role: slot.role(r),
         shape,
         kind,
+        // gpt-oss quantises its routed experts only (MXFP4).
         quantizable: matches!(kind, Kind::Matrix | Kind::Experts)
-            && !matches!(r, LayerRole::Router | LayerRole::SharedExpertGate),
+            && !matches!(r, LayerRole::Router | LayerRole::SharedExpertGate)
+            && (kind == Kind::Experts || cfg.family != crate::families::Family::GptOss),
     };
     let ffn = |role: fn(crate::Proj) -> LayerRole, inter: usize| Ffn {
         gate: spec(role(crate::Proj::Gate), vec![inter, h], Kind::Matrix),
@@ -109,9 +111,18 @@ pub fn layer(cfg: &ModelConfig, slot: LayerSlot) -> Layer<Spec> {
                 .router
                 .correction_bias
                 .then(|| spec(LayerRole::RouterBias, vec![e], Kind::Buffer)),
+            router_logit_bias: cfg
+                .router_logit_bias
+                .then(|| spec(LayerRole::RouterLogitBias, vec![e], Kind::Bias)),
             experts: Experts {
                 gate_up: spec(LayerRole::ExpertsGateUp, vec![e, 2 * i, h], Kind::Experts),
                 down: spec(LayerRole::ExpertsDown, vec![e, h, i], Kind::Experts),
+                gate_up_bias: cfg
+                    .expert_bias
+                    .then(|| spec(LayerRole::ExpertsGateUpBias, vec![e, 2 * i], Kind::Bias)),
+                down_bias: cfg
+                    .expert_bias
+                    .then(|| spec(LayerRole::ExpertsDownBias, vec![e, h], Kind::Bias)),
             },
             shared: m
                 .shared
@@ -153,6 +164,9 @@ pub fn layer(cfg: &ModelConfig, slot: LayerSlot) -> Layer<Spec> {
                 o_bias: o_bias.then(|| attn(OBias, vec![h], Kind::Bias)),
                 q_norm: has_norm.then(|| attn(QNorm, vec![norm(q)], Kind::Norm)),
                 k_norm: has_norm.then(|| attn(KNorm, vec![norm(kv)], Kind::Norm)),
+                sinks: cfg
+                    .attention_sinks
+                    .then(|| attn(Sinks, vec![cfg.num_heads], Kind::Bias)),
             })
         }
         config::Attention::Mla(m) => {

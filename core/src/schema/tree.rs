@@ -120,11 +120,13 @@ pub struct Gqa<T> {
     /// Per head (`[head_dim]`) or over the whole projection, as the config says.
     pub q_norm: Option<T>,
     pub k_norm: Option<T>,
+    /// gpt-oss's per-head sink logits `[heads]`.
+    pub sinks: Option<T>,
 }
 traverse!(Gqa {
     leaf q, leaf k, leaf v, leaf o,
     opt q_bias, opt k_bias, opt v_bias, opt o_bias,
-    opt q_norm, opt k_norm,
+    opt q_norm, opt k_norm, opt sinks,
 });
 
 /// DeepSeek's multi-head latent attention: a full-rank `q` or the low-rank `q_a → norm → q_b`,
@@ -218,8 +220,12 @@ pub struct Experts<T> {
     pub gate_up: T,
     /// `[E, H, I]`.
     pub down: T,
+    /// gpt-oss: `[E, 2I]`, each expert's gate biases then its up biases.
+    pub gate_up_bias: Option<T>,
+    /// gpt-oss: `[E, H]`.
+    pub down_bias: Option<T>,
 }
-traverse!(Experts { leaf gate_up, leaf down });
+traverse!(Experts { leaf gate_up, leaf down, opt gate_up_bias, opt down_bias });
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Moe<T> {
@@ -227,12 +233,14 @@ pub struct Moe<T> {
     pub router: T,
     /// DeepSeek-V3's `e_score_correction_bias` `[E]` (selection only).
     pub router_bias: Option<T>,
+    /// gpt-oss's router bias `[E]`, added to the logits.
+    pub router_logit_bias: Option<T>,
     pub experts: Experts<T>,
     pub shared: Option<Ffn<T>>,
     /// Qwen2-MoE's `[1, H]` sigmoid gate on the shared expert.
     pub shared_gate: Option<T>,
 }
-traverse!(Moe { leaf router, opt router_bias, node experts, opt_node shared, opt shared_gate });
+traverse!(Moe { leaf router, opt router_bias, opt router_logit_bias, node experts, opt_node shared, opt shared_gate });
 
 /// One multi-token-prediction block (DeepSeek-V3): the next token's embedding and the main
 /// model's last hidden state are normalised (`enorm`, `hnorm`), concatenated and projected

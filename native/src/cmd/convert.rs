@@ -28,7 +28,7 @@ pub fn storage(cfg: &ModelConfig, dtype: Option<&str>, block: Option<&str>) -> a
         None => Ok(Storage::AsSource),
         // Requantising keeps the source's scale format (`ue8m0`: powers of two).
         Some(d) => Ok(match Storage::parse(d, block)? {
-            Storage::Fp8(mut q) => {
+            Storage::Fp8(mut q) if q.format == moegrow_core::quant::QuantFormat::Fp8E4M3 => {
                 q.pow2 = cfg.quant.as_ref().is_some_and(|s| s.pow2_scales);
                 Storage::Fp8(q)
             }
@@ -44,9 +44,9 @@ pub struct Args {
     /// Expert layout to write: per-expert or fused (default: the source's).
     #[arg(long)]
     pub layout: Option<String>,
-    /// Storage dtype to write: f32, bf16 or f16 (float8 weights dequantised), or fp8 (the
-    /// linear weights block-quantised to e4m3 with F32 scales) (default: the source's, tensor
-    /// by tensor).
+    /// Storage dtype to write: f32, bf16 or f16 (float8 and MXFP4 weights dequantised), fp8
+    /// (the linear weights block-quantised to e4m3 with F32 scales), or mxfp4 (gpt-oss's routed
+    /// experts, as the hub ships them) (default: the source's, tensor by tensor).
     #[arg(long)]
     pub dtype: Option<String>,
     /// Block size of --dtype fp8, rows x cols (default: the source's blocks, or 128x128).

@@ -60,7 +60,7 @@ pub struct Args {
     /// Expert layout to write (default: the source's).
     #[arg(long)]
     pub layout: Option<String>,
-    /// Storage dtype to write, as for `convert` (bf16 dequantises a float8 source).
+    /// Storage dtype to write, as for `convert` (bf16 dequantises a float8 or MXFP4 source).
     #[arg(long)]
     pub dtype: Option<String>,
     /// Block size of --dtype fp8, rows x cols.
@@ -243,15 +243,31 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         summary.files.len()
     );
     if let Some(s) = grown.fp8_noise_survival() {
+        let mx = grown
+            .config
+            .quant
+            .as_ref()
+            .is_some_and(|q| q.format == moegrow_core::quant::QuantFormat::Mxfp4);
+        let (label, what, bits) = if mx {
+            ("mxfp4", "MXFP4", "e2m1 keeps 1 mantissa bit")
+        } else {
+            ("fp8", "float8", "e4m3 keeps 3 mantissa bits")
+        };
         println!(
-            "fp8     {:.0}% of the width noise survived requantising the float8 experts{}",
+            "{label:<7} {:.0}% of the width noise survived requantising the {what} experts{}",
             100.0 * s,
             if s < 0.5 {
-                "; most of it was rounded away (e4m3 keeps 3 mantissa bits): raise --noise or grow with --dtype bf16"
+                format!("; most of it was rounded away ({bits}): raise --noise or grow with --dtype bf16")
             } else {
-                ""
+                String::new()
             }
         );
+        if let Some(a) = grown.quantised_noise_amplification() {
+            println!(
+                "{label:<7} the requantised copies sit {a:.1}× the added noise away from their sources{}",
+                if a > 2.0 { " (rounding moved values by whole steps; --dtype bf16 keeps the noise as asked)" } else { "" }
+            );
+        }
     }
     if a.verify {
         verify(&a, &src)?;

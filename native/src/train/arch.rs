@@ -38,6 +38,12 @@ impl Arch {
             ),
         };
         config.check_computable()?;
+        if config.attention_sinks || config.expert_bias || config.router_logit_bias {
+            bail!(
+                "training does not support {} checkpoints: the trainer's blocks have no attention sinks, router bias, expert biases or clamped SwiGLU (forward, grow and convert do)",
+                config.family.name()
+            );
+        }
         if config.head_dim % 2 != 0 {
             bail!(
                 "head_dim {} must be even for rotary embeddings",

@@ -548,3 +548,14 @@ fn glm_trains_with_its_correction_bias_and_carries_the_mtp_block() {
         );
     }
 }
+
+/// gpt-oss's blocks (attention sinks, router and expert biases, clamped SwiGLU) are not the
+/// trainer's: `train` refuses it up front, naming what is missing, before reading weights.
+#[test]
+fn gpt_oss_is_refused_by_the_trainer_with_the_reason() {
+    for name in ["hub/gpt-oss-20b", "hub/gpt-oss-20b-bf16"] {
+        let ckpt = moegrow_core::Checkpoint::open(fixture(name)).unwrap();
+        let err = Arch::new(&ckpt.config).unwrap_err().to_string();
+        assert!(err.contains("gpt-oss") && err.contains("sinks") && err.contains("clamped SwiGLU"), "{name}: {err}");
+    }
+}

@@ -69,9 +69,9 @@ impl Pass<'_, '_> {
             v_offset: 0,
             window: cfg.sliding_window[layer].unwrap_or(0) as u32,
             scale: cfg.attention_scale(),
-            _pad: 0,
+            sinks: 0,
         };
-        attention(rec, &qb, &kb, &vb, &out, p);
+        attention(rec, &qb, &kb, &vb, &out, w.sinks.as_ref().map(GpuMatrix::vector), p);
         self.linear(rec, &out, &w.o, w.o_bias.as_ref(), x, true);
     }
 
@@ -145,9 +145,9 @@ impl Pass<'_, '_> {
             v_offset: nope as u32,
             window: 0,
             scale: cfg.attention_scale(),
-            _pad: 0,
+            sinks: 0,
         };
-        attention(rec, &qb, &keys, &kv, &out, p);
+        attention(rec, &qb, &keys, &kv, &out, None, p);
         self.linear(rec, &out, &w.o, w.o_bias.as_ref(), x, true);
     }
 }

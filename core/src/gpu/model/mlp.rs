@@ -44,7 +44,7 @@ impl Pass<'_, '_> {
         };
         let moe = &cfg.moe;
         let s = scratch.expect("scratch for MoE layers");
-        let logits = self.project(rec, normed, &m.router, None);
+        let logits = self.project(rec, normed, &m.router, m.router_logit_bias.as_ref());
         route(
             rec,
             &logits,
@@ -53,7 +53,11 @@ impl Pass<'_, '_> {
             &s.weights,
             RouterParams::new(t, moe),
         );
-        moe_experts(
+        let biases = match (&m.experts.gate_up_bias, &m.experts.down_bias) {
+            (Some(gu), Some(d)) => Some((gu.vector(), d.vector())),
+            _ => None,
+        };
+        moe_experts_with(
             rec,
             normed,
             t,
@@ -65,6 +69,7 @@ impl Pass<'_, '_> {
             &m.experts.down,
             s,
             x,
+            ExpertExtras { biases, act: Some(cfg.expert_act) },
         );
         if let Some(f) = &m.shared {
             let y = gpu.zeros(t * h);

@@ -21,7 +21,8 @@ shader_params! {
     pub v_offset: u32,
     pub window: u32,
     pub scale: f32,
-    pub _pad: u32,}
+    /// 1: the `sinks` buffer's per-head logit joins each softmax (gpt-oss).
+    pub sinks: u32,}
 }
 
 /// Longest sequence the attention kernel takes (its scores live in 8 KiB of workgroup memory).
@@ -33,13 +34,18 @@ pub fn attention(
     k: &GpuBuffer,
     v: &GpuBuffer,
     out: &GpuBuffer,
-    p: AttentionParams,
+    sinks: Option<&GpuBuffer>,
+    mut p: AttentionParams,
 ) {
     assert!(
         p.t_len as usize <= MAX_ATTENTION_TOKENS,
         "attention: {} tokens exceed the kernel's {MAX_ATTENTION_TOKENS}",
         p.t_len
     );
+    p.sinks = sinks.is_some() as u32;
+    // The kernel always binds a sink buffer; without sinks it is never read.
+    let none = sinks.is_none().then(|| rec.gpu().zeros(1));
+    let sink = sinks.or(none.as_ref()).expect("one of the two");
     let u = rec.gpu().uniform(&p);
     rec.dispatch(
         shaders::ATTENTION,
@@ -50,6 +56,7 @@ pub fn attention(
             Bind::Storage(k),
             Bind::Storage(v),
             Bind::Storage(out),
+            Bind::Storage(sink),
         ],
         (p.t_len, p.heads, 1),
     );

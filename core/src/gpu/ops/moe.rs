@@ -14,7 +14,19 @@ shader_params! {
     inter: u32,
     max_rows: u32,
     e_first: u32,
-    e_count: u32,}
+    e_count: u32,
+    act: u32,
+    bias: u32,
+    alpha: f32,
+    limit: f32,}
+}
+
+/// What gpt-oss's experts add to the plain SwiGLU: biases (`gate_up [E, 2I]`, `down [E, H]`)
+/// and the clamped activation.
+#[derive(Clone, Copy, Default)]
+pub struct ExpertExtras<'a> {
+    pub biases: Option<(&'a GpuBuffer, &'a GpuBuffer)>,
+    pub act: Option<crate::config::ExpertAct>,
 }
 
 /// Scratch buffers of one MoE layer's dispatch, sized for `tokens` tokens.
@@ -76,12 +88,42 @@ pub fn moe_experts(
     s: &MoeScratch,
     out: &GpuBuffer,
 ) {
+    moe_experts_with(rec, x, tokens, top_k, experts, hidden, inter, gate_up, down, s, out, ExpertExtras::default())
+}
+
+/// [`moe_experts`] with gpt-oss's expert biases and activation.
+#[allow(clippy::too_many_arguments)]
+pub fn moe_experts_with(
+    rec: &mut Recorder,
+    x: &GpuBuffer,
+    tokens: usize,
+    top_k: usize,
+    experts: usize,
+    hidden: usize,
+    inter: usize,
+    gate_up: &GpuMatrix,
+    down: &GpuMatrix,
+    s: &MoeScratch,
+    out: &GpuBuffer,
+    extras: ExpertExtras,
+) {
     assert!(
         experts <= MAX_MOE_EXPERTS,
         "MoE dispatch: {experts} experts exceed the planner's {MAX_MOE_EXPERTS}"
     );
     let gpu = rec.gpu();
+    let (act, alpha, limit) = match extras.act {
+        Some(crate::config::ExpertAct::ClampedSwiglu { alpha, limit }) => (1, alpha, limit),
+        _ => (0, 0.0, 0.0),
+    };
+    // The kernels always bind a bias buffer; without biases it is never read.
+    let none = gpu.zeros(1);
+    let (gu_bias, down_bias) = extras.biases.unwrap_or((&none, &none));
     let params = |e_first: usize, e_count: usize| MoeParams {
+        act,
+        bias: extras.biases.is_some() as u32,
+        alpha,
+        limit,
         tokens: tokens as u32,
         top_k: top_k as u32,
         experts: experts as u32,
@@ -126,6 +168,7 @@ pub fn moe_experts(
                 Bind::Storage(&s.tile_expert),
                 Bind::Storage(part),
                 Bind::Storage(&s.h),
+                Bind::Storage(gu_bias),
             ],
             (
                 if vec4 {
@@ -154,6 +197,7 @@ pub fn moe_experts(
                 Bind::Storage(&s.tile_expert),
                 Bind::Storage(part),
                 Bind::Storage(&s.rows_out),
+                Bind::Storage(down_bias),
             ],
             (
                 if vec4 {
