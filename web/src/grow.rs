@@ -141,16 +141,29 @@ pub async fn grow(
         );
         let (metadata, extra) = provenance::outputs(&record);
         let (shards, index) = plan_files(&tensors, max, &metadata.into_iter().collect());
-        let needs: Vec<Need> = disk_tensors(&grown.config, layout)
-            .into_iter()
-            .map(|d| match d.role.layer_part() {
-                Some((LayerSlot::Decoder(l), _)) => {
-                    Need::Layer(LayerSlot::Decoder(grown.layer_sources[l]))
+        // One need per output tensor: a block-quantised weight's scales (FP8 `_scale_inv`,
+        // MXFP4 `_scales`, written right after it) need what the weight needs.
+        let disk = disk_tensors(&grown.config, layout);
+        let need_of = |d: &moegrow_core::schema::layout::DiskTensor| match d.role.layer_part() {
+            Some((LayerSlot::Decoder(l), _)) => Need::Layer(LayerSlot::Decoder(grown.layer_sources[l])),
+            Some((slot, _)) => Need::Layer(slot),
+            None => Need::Global(d.role),
+        };
+        let mut at = 0;
+        let mut needs: Vec<Need> = Vec::with_capacity(tensors.len());
+        for t in &tensors {
+            let starts = disk.get(at).is_some_and(|d| {
+                t.name == d.name || t.name == moegrow_core::schema::layout::mxfp4_names(&d.name).0
+            });
+            match (starts, needs.last()) {
+                (true, _) => {
+                    needs.push(need_of(&disk[at]));
+                    at += 1;
                 }
-                Some((slot, _)) => Need::Layer(slot),
-                None => Need::Global(d.role),
-            })
-            .collect();
+                (false, Some(&prev)) => needs.push(prev),
+                (false, None) => return Err(format!("internal: `{}` has no source tensor", t.name)),
+            }
+        }
         let sizes: Vec<usize> = tensors.iter().map(|t| t.nbytes()).collect();
         let total: usize = sizes.iter().sum();
         (

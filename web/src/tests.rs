@@ -236,6 +236,9 @@ fn growth_equals_the_native_writer() {
             "mixtral_fused_bf16",
             r#"{"depth": 2, "depth_method": "stack", "experts": 2, "new_experts": "random", "width_first": true}"#,
         ),
+        // Block-quantised: FP8 weights with their `_scale_inv` grids, MXFP4 `_blocks`/`_scales`.
+        ("hub/deepseek-v3", r#"{"depth": 2, "experts": 2, "seed": 3}"#),
+        ("hub/gpt-oss-20b", r#"{"depth": 2, "experts": 2, "seed": 4}"#),
     ] {
         let dir = fixture(name);
         let o: GrowOptions = serde_json::from_str(opts).unwrap();
