@@ -56,7 +56,6 @@ pub async fn stats(s: &Session, name: &str, bins: usize, p: &Progress) -> Result
             &s.shards[sc.shard].read(&sfile, sc.range.start as u64..sc.range.end as u64).await?,
         );
         let step = (CHUNK as usize / 16).max(1) * 16;
-        let mut acc = StatsAccumulator::default();
         let mut values = Vec::new();
         let mut at = 0usize;
         while at < range.len() {
@@ -68,15 +67,11 @@ pub async fn stats(s: &Session, name: &str, bins: usize, p: &Progress) -> Result
                 .zip(&scales[at / 16..])
                 .flat_map(|(c, s)| c.iter().map(move |v| v * s))
                 .collect();
-            acc.push(&out);
             values.extend(out);
             at = to;
             p.report(at as f64, range.len() as f64, name).await?;
         }
-        let st = acc.finish();
-        let mut h = Histogram::new(st.min, st.max, bins);
-        h.push(&values);
-        return Ok(json!({"name": name, "dtype": "MXFP4", "dequantised": true, "stats": st, "histogram": h}));
+        return Ok(dequantised_summary(name, "MXFP4", &values, bins));
     }
     if let Some(sc) = scale {
         // A float8 weight: the statistics of its values, dequantised block row by block row
@@ -87,7 +82,6 @@ pub async fn stats(s: &Session, name: &str, bins: usize, p: &Progress) -> Result
         let cols = *shape.last().unwrap_or(&1);
         let band = sc.block[0] * cols; // bytes of one block row (e4m3: one byte per value)
         let grid_cols = cols.div_ceil(sc.block[1]);
-        let mut acc = StatsAccumulator::default();
         let mut values = Vec::new();
         let mut at = 0usize;
         while at < range.len() {
@@ -104,15 +98,11 @@ pub async fn stats(s: &Session, name: &str, bins: usize, p: &Progress) -> Result
                 let row = decode_f32(DType::F8E4M3, &bytes[k * cols..(k + 1) * cols]);
                 out.extend(row.iter().enumerate().map(|(j, v)| v * srow[j / q.block[1]]));
             }
-            acc.push(&out);
             values.extend(out);
             at = to;
             p.report(at as f64, range.len() as f64, name).await?;
         }
-        let st = acc.finish();
-        let mut h = Histogram::new(st.min, st.max, bins);
-        h.push(&values);
-        return Ok(json!({"name": name, "dtype": dtype.name(), "dequantised": true, "stats": st, "histogram": h}));
+        return Ok(dequantised_summary(name, dtype.name(), &values, bins));
     }
     if !dtype.decodes() {
         return Err(format!(
@@ -153,4 +143,14 @@ pub async fn stats(s: &Session, name: &str, bins: usize, p: &Progress) -> Result
         }
     }
     Ok(json!({"name": name, "dtype": dtype.name(), "stats": st, "histogram": h}))
+}
+
+/// The statistics and histogram of a block-quantised tensor's dequantised values.
+fn dequantised_summary(name: &str, dtype: &str, values: &[f32], bins: usize) -> Value {
+    let mut acc = StatsAccumulator::default();
+    acc.push(values);
+    let st = acc.finish();
+    let mut h = Histogram::new(st.min, st.max, bins);
+    h.push(values);
+    json!({"name": name, "dtype": dtype, "dequantised": true, "stats": st, "histogram": h})
 }

@@ -475,7 +475,7 @@ fn grouped_moe_dispatch_matches_per_token_experts() {
         );
         rec.write(&s.weights, &weights);
         let (gub, db) = (g.upload(&gu_bias), g.upload(&down_bias));
-        moe_experts_with(
+        moe_experts(
             &mut rec,
             &g.upload(&x),
             tokens,

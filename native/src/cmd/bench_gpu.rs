@@ -136,7 +136,7 @@ pub fn run(
             &scratch.weights,
             RouterParams::new(t, &moe_cfg),
         );
-        moe_experts(rec, &x, t, k, e, h, inter, &gu, &dn, &scratch, &out);
+        moe_experts(rec, &x, t, k, e, h, inter, &gu, &dn, &scratch, &out, Default::default());
     })?;
     // Dense equivalent: [t, h] × [k·2·inter, h]ᵀ then [t, k·inter] × [h, k·inter]ᵀ.
     let w1 = GpuMatrix::upload(&gpu, k * 2 * inter, h, &random(k * 2 * inter * h, 7));

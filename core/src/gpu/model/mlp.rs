@@ -57,7 +57,7 @@ impl Pass<'_, '_> {
             (Some(gu), Some(d)) => Some((gu.vector(), d.vector())),
             _ => None,
         };
-        moe_experts_with(
+        moe_experts(
             rec,
             normed,
             t,

@@ -44,8 +44,14 @@ pub fn attention(
     );
     p.sinks = sinks.is_some() as u32;
     // The kernel always binds a sink buffer; without sinks it is never read.
-    let none = sinks.is_none().then(|| rec.gpu().zeros(1));
-    let sink = sinks.or(none.as_ref()).expect("one of the two");
+    let none;
+    let sink = match sinks {
+        Some(s) => s,
+        None => {
+            none = rec.gpu().zeros(1);
+            &none
+        }
+    };
     let u = rec.gpu().uniform(&p);
     rec.dispatch(
         shaders::ATTENTION,

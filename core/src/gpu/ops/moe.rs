@@ -87,24 +87,7 @@ pub fn moe_experts(
     down: &GpuMatrix,
     s: &MoeScratch,
     out: &GpuBuffer,
-) {
-    moe_experts_with(rec, x, tokens, top_k, experts, hidden, inter, gate_up, down, s, out, ExpertExtras::default())
-}
-
-/// [`moe_experts`] with gpt-oss's expert biases and activation.
-#[allow(clippy::too_many_arguments)]
-pub fn moe_experts_with(
-    rec: &mut Recorder,
-    x: &GpuBuffer,
-    tokens: usize,
-    top_k: usize,
-    experts: usize,
-    hidden: usize,
-    inter: usize,
-    gate_up: &GpuMatrix,
-    down: &GpuMatrix,
-    s: &MoeScratch,
-    out: &GpuBuffer,
+    // gpt-oss's expert biases and clamped activation (`ExpertExtras::default()`: plain SwiGLU).
     extras: ExpertExtras,
 ) {
     assert!(
