@@ -3,7 +3,9 @@
 // Head layouts are explicit offsets and strides, so one kernel serves grouped-query attention
 // (several query heads share a KV head) and MLA (per-head keys with a shared rotary part).
 // With `sinks` set, head h's softmax has one more logit, sink[h], that carries no value
-// (gpt-oss): it joins the max and the sum only.
+// (gpt-oss): it joins the max and the sum only. With `chunk` set a query sees only the keys of
+// its own chunk-sized block (Llama-4's chunked attention); with `temp_floor` set each query's
+// scores are scaled by Llama-4's attention temperature 1 + temp_scale·ln(1 + ⌊(i+1)/temp_floor⌋).
 struct Params {
     t_len: u32,
     heads: u32,
@@ -21,6 +23,9 @@ struct Params {
     window: u32,      // 0: full causal
     scale: f32,
     sinks: u32,       // 1: sink[h] joins each softmax
+    chunk: u32,       // 0: no chunks
+    temp_floor: f32,  // 0: no temperature
+    temp_scale: f32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -43,6 +48,13 @@ fn attention(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id
     if (p.window > 0u && i + 1u > p.window) {
         lo = i + 1u - p.window;
     }
+    if (p.chunk > 0u) {
+        lo = max(lo, (i / p.chunk) * p.chunk);
+    }
+    var scale = p.scale;
+    if (p.temp_floor > 0.0) {
+        scale *= 1.0 + p.temp_scale * log(1.0 + floor((f32(i) + 1.0) / p.temp_floor));
+    }
     let kvh = h / p.kv_group;
     let qbase = i * p.q_stride + h * p.q_head_step;
     var local_max = -3.4e38;
@@ -52,7 +64,7 @@ fn attention(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id
         for (var d = 0u; d < p.qk_dim; d++) {
             s += q[qbase + d] * k[kbase + d];
         }
-        s *= p.scale;
+        s *= scale;
         scores[j - lo] = s;
         local_max = max(local_max, s);
     }

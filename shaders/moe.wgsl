@@ -8,7 +8,7 @@
 // layout: gate_up [E, 2I, H], down [E, H, I]); `combine` sums each token's slots in slot order,
 // so the result does not depend on the order rows were grouped in. gpt-oss's experts add
 // biases (`eb`: gate_up [E, 2I] for gate_up, down [E, H] for down, by global expert) and use the
-// clamped SwiGLU (`act` 1).
+// clamped SwiGLU (`act` 1). Llama-4's routing weight scales the expert's input (`input_scaled`).
 struct Params {
     tokens: u32,
     top_k: u32,
@@ -22,6 +22,8 @@ struct Params {
     bias: u32,       // 1: add eb's per-expert biases
     alpha: f32,
     limit: f32,
+    input_scaled: u32, // 1: Llama-4: the routing weight (eb = weights, by slot) scales each row's
+                       // gate and up (the expert's input), and combine adds the rows unweighted
 }
 
 const TILE: u32 = 32u; // rows per tile (one expert per tile)
@@ -104,6 +106,20 @@ fn activate(ge: u32, col: u32, g0: f32, u0: f32) -> f32 {
     return g / (1.0 + exp(-g)) * u;
 }
 
+// The factor on grouped row `row`'s gate and up values: its slot's routing weight when the
+// weight scales the expert's input (Llama-4), else 1. Linear gate/up projections without
+// biases make w·(x·W) the projection of w·x.
+fn input_scale(row: u32) -> f32 {
+    if (p.input_scaled == 0u) {
+        return 1.0;
+    }
+    let slot = rs[row];
+    if (slot == NONE) {
+        return 0.0;
+    }
+    return eb[slot];
+}
+
 // A down output plus global expert ge's down bias.
 fn down_out(ge: u32, col: u32, v: f32) -> f32 {
     if (p.bias != 0u) {
@@ -180,7 +196,8 @@ fn gate_up(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) 
         for (var j = 0u; j < 4u; j++) {
             let col = col0 + lid.x + 16u * j;
             if (col < p.inter) {
-                y[row * p.inter + col] = activate(ge, col, g[4u * i + j], u[4u * i + j]);
+                let sc = input_scale(row);
+                y[row * p.inter + col] = activate(ge, col, sc * g[4u * i + j], sc * u[4u * i + j]);
             }
         }
     }
@@ -261,7 +278,8 @@ fn combine(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
     var acc = 0.0;
     for (var j = 0u; j < p.top_k; j++) {
         let s = t * p.top_k + j;
-        acc += wts[s] * rows[sr[s] * p.hidden + c];
+        let wt = select(wts[s], 1.0, p.input_scaled != 0u);
+        acc += wt * rows[sr[s] * p.hidden + c];
     }
     out[i] = out[i] + acc;
 }
@@ -327,7 +345,8 @@ fn gate_up_vec4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
             if (col < p.inter) {
                 var v = 0.0;
                 if (live[i]) {
-                    v = activate(ge, col, g[i][j], u[i][j]);
+                    let sc = input_scale(row0 + i);
+                    v = activate(ge, col, sc * g[i][j], sc * u[i][j]);
                 }
                 y[(row0 + i) * p.inter + col] = v;
             }

@@ -159,3 +159,38 @@ fn minimax_hub_config() {
         assert!(names.iter().any(|n| n == want), "{want} not in {names:?}");
     }
 }
+
+/// Llama-4 Scout and Maverick as the hub ships them: the multimodal `llama4` wrapper around a
+/// `llama4_text` config whose `no_rope_layers` and `moe_layers` are left to their defaults.
+#[test]
+fn llama4_hub_configs() {
+    use moegrow_core::config::{MlpKind, QkNorm};
+    let scout = hub("Llama-4-Scout-17B-16E-Instruct");
+    let maverick = hub("Llama-4-Maverick-17B-128E-Instruct");
+    for c in [&scout, &maverick] {
+        assert_eq!(c.family, Family::Llama4);
+        assert_eq!((c.num_layers, c.hidden_size, c.num_heads, c.num_kv_heads, c.head_dim), (48, 5120, 40, 8, 128));
+        assert!(c.wrapper.as_ref().is_some_and(|w| w.tensor_prefix == "language_model."));
+        // Every fourth layer NoPE (no_rope_layer_interval 4); the rest RoPE and chunked.
+        let nope: Vec<usize> = (0..48).filter(|&i| !c.rope_layers[i]).collect();
+        assert_eq!(nope, (3..48).step_by(4).collect::<Vec<_>>());
+        for i in 0..48 {
+            assert_eq!(c.attention_chunk[i], c.rope_layers[i].then_some(8192), "layer {i}");
+        }
+        assert!(c.rope_interleave && c.expert_input_scaling && c.attn_temperature.is_some());
+        assert_eq!(c.moe.router.scoring, Scoring::Sigmoid);
+        assert!(!c.moe.router.normalize);
+        assert_eq!(c.moe.top_k, 1);
+        assert_eq!(c.moe.shared.as_ref().map(|s| s.intermediate), Some(8192));
+        assert_eq!(c.dense_intermediate, 16384);
+        assert!(!c.tie_word_embeddings);
+    }
+    assert_eq!(scout.moe.num_experts, 16);
+    assert!(scout.mlp.iter().all(|k| *k == MlpKind::Moe));
+    assert!(matches!(scout.attention, Attention::Standard { qk_norm: QkNorm::L2AfterRope, .. }));
+    assert!(matches!(scout.rope.scaling, RopeScaling::Llama3 { .. }));
+    assert_eq!(maverick.moe.num_experts, 128);
+    assert_eq!(maverick.moe_layers().collect::<Vec<_>>(), (1..48).step_by(2).collect::<Vec<_>>());
+    assert!(matches!(maverick.attention, Attention::Standard { qk_norm: QkNorm::None, .. }));
+    assert!(matches!(maverick.rope.scaling, RopeScaling::Default));
+}

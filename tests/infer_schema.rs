@@ -129,6 +129,11 @@ fn inferred_growth_is_the_typed_growth_byte_for_byte() {
                 assert!(got[k] == *v, "{n}/{plan_name}: {k} differs from the typed growth");
             }
             let c = &grown.config;
+            // A multimodal wrapper's language-model keys sit in its `text_config`.
+            let config = match &s.text_key {
+                Some(k) => config[k.as_str()].as_object().unwrap_or_else(|| panic!("{n}/{plan_name}: no `{k}`")).clone(),
+                None => config.clone(),
+            };
             assert_eq!(config["num_hidden_layers"].as_u64(), Some(c.num_layers as u64), "{n}/{plan_name}");
             for k in &s.expert_keys {
                 assert_eq!(config[k].as_u64(), Some(c.moe.num_experts as u64), "{n}/{plan_name}: {k}");
@@ -385,4 +390,28 @@ fn kimi_k25_grows_through_inference() {
     let noisy = InferredPlan { noise: 0.01, ..plan.clone() };
     let e = grow(&ck, &s, &noisy).err().unwrap().to_string();
     assert!(e.contains("weight_packed") && e.contains("I32") && e.contains("--noise 0"), "{e}");
+}
+
+/// Llama-4 by inference: its router (sigmoid, not renormalised, weight on the expert's input)
+/// and its per-layer rules (the NoPE interval, `moe_layers` by index) are not what inference
+/// can see in names and shapes, so widening and deepening are refused with the reason; the
+/// typed `grow` does both (tests/hub_fixtures.rs).
+#[test]
+fn llama4_by_inference_is_refused_with_the_reason() {
+    for name in ["llama4-scout", "llama4-scout-text", "llama4-maverick"] {
+        let dir = fixtures_dir().join("hub").join(name);
+        let raw = RawCheckpoint::open(&dir).unwrap();
+        let s = Inferred::infer(&raw).unwrap();
+        let l = s.num_layers;
+        let plan = |depth, width| InferredPlan {
+            sources: LayerMap::interpose(l, depth, 0, 0).unwrap().sources(),
+            width,
+            noise: 0.0,
+            seed: 0,
+        };
+        let err = grow(&raw, &s, &plan(1, 2)).err().unwrap_or_else(|| panic!("{name}: widened")).to_string();
+        assert!(err.contains("sigmoid") && err.contains("typed `grow`"), "{name}: {err}");
+        let err = grow(&raw, &s, &plan(2, 1)).err().unwrap_or_else(|| panic!("{name}: deepened")).to_string();
+        assert!(err.contains("would not follow the layer map") || err.contains("cannot grow depth"), "{name}: {err}");
+    }
 }

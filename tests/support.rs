@@ -180,7 +180,7 @@ pub fn write_as<S: moegrow_core::TensorSource + ?Sized>(
 ) -> moegrow_core::Checkpoint {
     use moegrow_core::checkpoint::{write_checkpoint, WriteOptions};
     let mut config = src.config().clone();
-    storage.rewrite_config(&mut config.raw);
+    storage.rewrite(&mut config);
     let tensors = moegrow_core::schema::layout::output_tensors(src, layout, storage).unwrap();
     write_checkpoint(
         out,

@@ -25,6 +25,11 @@ pub struct ParamCounts {
     /// not load them; they serve training and speculative decoding).
     #[serde(skip_serializing_if = "is_zero")]
     pub mtp: u64,
+    /// Parameters outside the language model (a vision tower and its projector, carried
+    /// verbatim): in `total`, as transformers counts them, but not in `activated` (a text
+    /// token does not use them).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub towers: u64,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -68,12 +73,18 @@ pub fn param_counts_for(cfg: &ModelConfig) -> ParamCounts {
     } else {
         routed * moe.top_k as u64 / moe.num_experts as u64
     };
+    let towers: u64 = cfg
+        .carried
+        .iter()
+        .map(|c| c.shape.iter().product::<usize>() as u64)
+        .sum();
     ParamCounts {
-        total,
+        total: total + towers,
         activated: total - routed + active_routed,
         routed_experts: routed,
         embedding,
         mtp,
+        towers,
     }
 }
 
@@ -377,6 +388,9 @@ pub fn routing_words(c: &crate::ModelConfig) -> String {
     } else {
         c.moe.router.describe(c.moe.top_k)
     };
+    if c.expert_input_scaling {
+        s.push_str("; the weight scales each chosen expert's input (expert(w·x)), not its output");
+    }
     if c.expert_bias {
         s.push_str("; experts with biases");
     }
@@ -409,6 +423,7 @@ pub fn attention_words(c: &crate::ModelConfig) -> String {
             match qk_norm {
                 QkNorm::PerHead => s.push_str(", per-head q/k RMSNorm"),
                 QkNorm::FullWidth => s.push_str(", full-width q/k RMSNorm"),
+                QkNorm::L2AfterRope => s.push_str(", weightless q/k L2 norm after RoPE on the RoPE layers"),
                 QkNorm::None => {}
             }
             match (qkv_bias, o_bias) {
@@ -434,6 +449,27 @@ pub fn attention_words(c: &crate::ModelConfig) -> String {
                         c.num_layers
                     ));
                 }
+            }
+            if c.rope_interleave {
+                s.push_str(", RoPE on interleaved pairs");
+            }
+            let nope = c.rope_layers.iter().filter(|r| !**r).count();
+            if nope > 0 {
+                s.push_str(&format!(", no RoPE on {nope} of {} layers", c.num_layers));
+                if let Some(t) = c.attn_temperature {
+                    s.push_str(&format!(
+                        " (their queries × 1 + {}·ln(1 + ⌊(pos+1)/{}⌋))",
+                        t.attn_scale, t.floor_scale
+                    ));
+                }
+            }
+            let chunked: Vec<usize> = c.attention_chunk.iter().flatten().copied().collect();
+            if let Some(w) = chunked.first() {
+                s.push_str(&format!(
+                    ", chunked attention (blocks of {w}) on {} of {} layers",
+                    chunked.len(),
+                    c.num_layers
+                ));
             }
             s
         }
@@ -505,6 +541,24 @@ pub struct Summary {
     pub not_computed: Vec<String>,
     /// What the files do that the `safetensors` library would refuse.
     pub warnings: Vec<String>,
+    /// The towers outside the language model, carried verbatim: each name prefix with its
+    /// tensor count (empty for a plain language model).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub towers: Vec<String>,
+}
+
+/// A wrapped model's towers in words: `vision_model.* 38 tensors`.
+pub fn tower_words(c: &ModelConfig) -> Vec<String> {
+    let Some(w) = &c.wrapper else {
+        return Vec::new();
+    };
+    w.towers
+        .iter()
+        .map(|p| {
+            let n = c.carried.iter().filter(|t| t.name.starts_with(p)).count();
+            format!("{p}* {n} tensor{}", if n == 1 { "" } else { "s" })
+        })
+        .collect()
 }
 
 pub fn summary(ckpt: &Checkpoint) -> Summary {
@@ -512,12 +566,15 @@ pub fn summary(ckpt: &Checkpoint) -> Summary {
     let p = param_counts(ckpt);
     Summary {
         family: c.family.name(),
-        model_type: c
-            .raw
-            .get("model_type")
-            .and_then(|v| v.as_str())
-            .unwrap_or(c.family.model_type())
-            .to_string(),
+        model_type: {
+            let t = |m: &serde_json::Map<String, serde_json::Value>| {
+                m.get("model_type").and_then(|v| v.as_str()).unwrap_or(c.family.model_type()).to_string()
+            };
+            match &c.wrapper {
+                Some(w) => format!("{}, text_config {}", t(&w.outer), t(&c.raw)),
+                None => t(&c.raw),
+            }
+        },
         layout: ckpt.layout.name(),
         files: ckpt.shards.iter().map(|s| s.name.clone()).collect(),
         layers: c.num_layers,
@@ -546,6 +603,7 @@ pub fn summary(ckpt: &Checkpoint) -> Summary {
         rope: rope_words(c),
         not_computed: c.not_computed.clone(),
         warnings: ckpt.warnings(),
+        towers: tower_words(c),
     }
 }
 

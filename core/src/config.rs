@@ -35,6 +35,9 @@ pub enum QkNorm {
     PerHead,
     /// RMSNorm over the whole projection (`heads · head_dim`) before splitting into heads (OLMoE).
     FullWidth,
+    /// Llama-4: a weightless L2 norm (`x / sqrt(mean(x²) + eps)`) of each head *after* RoPE, on
+    /// the RoPE layers only.
+    L2AfterRope,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -223,8 +226,62 @@ pub struct ModelConfig {
     pub router_logit_bias: bool,
     /// The routed experts' activation.
     pub expert_act: ExpertAct,
-    /// `config.json` as read, for keys we do not interpret.
+    /// Standard attention rotates the pairs `(2i, 2i+1)` (Llama-4's complex RoPE) rather than
+    /// `(i, i + d/2)`.
+    pub rope_interleave: bool,
+    /// Per layer: whether attention applies RoPE (Llama-4's NoPE layers do not).
+    pub rope_layers: Vec<bool>,
+    /// Per layer: the chunk of chunked attention (Llama-4: a query sees the earlier keys of its
+    /// own `attention_chunk_size` block only), `None` for causal attention over everything.
+    pub attention_chunk: Vec<Option<usize>>,
+    /// Llama-4's attention temperature on the NoPE layers: queries at position `p` are scaled
+    /// by `1 + attn_scale · ln(1 + ⌊(p + 1) / floor_scale⌋)`.
+    pub attn_temperature: Option<AttnTemperature>,
+    /// The routing weight scales the routed expert's *input* (Llama-4), not its output.
+    pub expert_input_scaling: bool,
+    /// The multimodal wrapper around the language model, when the checkpoint has one.
+    pub wrapper: Option<Wrapper>,
+    /// Tensors outside the language model (a vision tower, its projector), carried verbatim by
+    /// every operation; filled from the checkpoint's names by [`crate::Checkpoint`].
+    pub carried: Vec<Carried>,
+    /// `config.json` as read (the language model's `text_config` when wrapped), for keys we do
+    /// not interpret.
     pub raw: Map<String, Value>,
+}
+
+/// Llama-4's attention temperature tuning (see [`ModelConfig::attn_temperature`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AttnTemperature {
+    pub floor_scale: f32,
+    pub attn_scale: f32,
+}
+
+impl AttnTemperature {
+    /// The query scale at absolute position `pos`.
+    pub fn at(self, pos: usize) -> f32 {
+        1.0 + self.attn_scale * (((pos as f32 + 1.0) / self.floor_scale).floor()).ln_1p()
+    }
+}
+
+/// A multimodal checkpoint whose language model is one of the families: `config.json` is the
+/// wrapper's (`model_type: llama4`) with the language model's config under `text_config`, and
+/// the language model's tensors carry a prefix (`language_model.`). Growth edits the language
+/// model; the wrapper's other keys and the towers' tensors are carried verbatim.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Wrapper {
+    /// The top-level config, its `text_config` replaced by [`ModelConfig::raw`] when written.
+    pub outer: Map<String, Value>,
+    /// Prepended to every language-model tensor name.
+    pub tensor_prefix: &'static str,
+    /// Name prefixes of the tensors outside the language model.
+    pub towers: &'static [&'static str],
+}
+
+/// A tensor outside the language model, carried verbatim.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Carried {
+    pub name: String,
+    pub shape: Vec<usize>,
 }
 
 /// The gated activation of the routed experts.
@@ -267,18 +324,87 @@ impl ModelConfig {
             .get("model_type")
             .and_then(Value::as_str)
             .ok_or_else(|| Error::config("missing `model_type`: cannot tell the model family"))?;
+        if let Some(w) = crate::families::wrapper(model_type) {
+            let text = match raw.get("text_config") {
+                Some(Value::Object(t)) => t.clone(),
+                _ => {
+                    return Err(Error::config(format!(
+                        "`model_type` {model_type} wraps its language model's config in `text_config`, which is missing"
+                    )))
+                }
+            };
+            let mut cfg = Self::from_json(Value::Object(text))?;
+            if cfg.family != w.text_family {
+                return Err(Error::config(format!(
+                    "a {model_type} config's `text_config` must be {}, found {}",
+                    w.text_family.model_type(),
+                    cfg.family.model_type()
+                )));
+            }
+            // transformers ties the head by the top-level key of a wrapped model.
+            cfg.tie_word_embeddings = RawConfig(&raw).bool_or("tie_word_embeddings", false)?;
+            cfg.wrapper = Some(Wrapper {
+                outer: raw,
+                tensor_prefix: w.tensor_prefix,
+                towers: w.towers,
+            });
+            return Ok(cfg);
+        }
         let family = Family::from_model_type(model_type)?;
         let cfg = family.parse_config(RawConfig(&raw))?;
         cfg.validate()?;
         Ok(cfg)
     }
 
+    /// The config a changed language-model config (`raw`) gives, keeping what `config.json`
+    /// alone cannot say: the wrapper, the carried tensors and the multi-token-prediction blocks
+    /// the checkpoint stores.
+    pub fn with_raw(&self, raw: Map<String, Value>) -> Result<ModelConfig> {
+        let mut cfg = Self::from_json(Value::Object(raw))?;
+        if let Some(w) = &self.wrapper {
+            cfg.tie_word_embeddings = self.tie_word_embeddings;
+            cfg.wrapper = Some(w.clone());
+        }
+        cfg.carried = self.carried.clone();
+        cfg.mtp_layers = self.mtp_layers;
+        Ok(cfg)
+    }
+
+    /// The whole `config.json`: the wrapper's, with the language model's config in it, or the
+    /// language model's.
+    pub fn to_json(&self) -> Map<String, Value> {
+        match &self.wrapper {
+            Some(w) => {
+                let mut outer = w.outer.clone();
+                outer.insert("text_config".into(), Value::Object(self.raw.clone()));
+                outer
+            }
+            None => self.raw.clone(),
+        }
+    }
+
     /// The `config.json` text to write next to the tensors.
     pub fn to_json_string(&self) -> String {
-        let mut s = serde_json::to_string_pretty(&Value::Object(self.raw.clone()))
+        let mut s = serde_json::to_string_pretty(&Value::Object(self.to_json()))
             .expect("a JSON map always serialises");
         s.push('\n');
         s
+    }
+
+    /// A tensor's name in `layout`: the family's, behind the wrapper's prefix, or a carried
+    /// tensor's own.
+    pub fn tensor_name(&self, role: crate::roles::Role, layout: crate::roles::ExpertLayout) -> String {
+        if let crate::roles::Role::Carried(i) = role {
+            return self
+                .carried
+                .get(i)
+                .map_or_else(|| format!("<carried tensor {i}>"), |c| c.name.clone());
+        }
+        let name = self.family.tensor_name(role, layout, self.num_layers);
+        match &self.wrapper {
+            Some(w) => format!("{}{name}", w.tensor_prefix),
+            None => name,
+        }
     }
 
     pub fn moe_layers(&self) -> impl Iterator<Item = usize> + '_ {
@@ -366,7 +492,11 @@ impl ModelConfig {
                 self.num_heads, self.num_kv_heads
             )));
         }
-        if self.mlp.len() != self.num_layers || self.sliding_window.len() != self.num_layers {
+        if self.mlp.len() != self.num_layers
+            || self.sliding_window.len() != self.num_layers
+            || self.rope_layers.len() != self.num_layers
+            || self.attention_chunk.len() != self.num_layers
+        {
             return Err(Error::config(
                 "per-layer lists disagree with num_hidden_layers",
             ));

@@ -183,6 +183,12 @@ impl Initialiser {
         Ok(match kind {
             Kind::Norm => vec![1.0; numel],
             Kind::Bias | Kind::Buffer => vec![0.0; numel],
+            Kind::Carried => {
+                return Err(Error::Invalid(format!(
+                    "{} lies outside the language model; a fresh initialisation has no values for it",
+                    layout::display_name(&self.config, role)
+                )))
+            }
             Kind::Matrix | Kind::Experts => {
                 let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
                 rng.set_stream(stream);

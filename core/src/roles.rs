@@ -87,6 +87,9 @@ pub enum Role {
     LmHead,
     /// A tensor of multi-token-prediction block `i` (stored as layer `num_hidden_layers + i`).
     Mtp(usize, MtpRole),
+    /// A tensor outside the language model (a vision tower's), `ModelConfig::carried[i]`,
+    /// carried verbatim.
+    Carried(usize),
 }
 
 /// Tensors of a multi-token-prediction block: its own embedding, norms, projection and head

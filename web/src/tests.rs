@@ -239,6 +239,9 @@ fn growth_equals_the_native_writer() {
         // Block-quantised: FP8 weights with their `_scale_inv` grids, MXFP4 `_blocks`/`_scales`.
         ("hub/deepseek-v3", r#"{"depth": 2, "experts": 2, "seed": 3}"#),
         ("hub/gpt-oss-20b", r#"{"depth": 2, "experts": 2, "seed": 4}"#),
+        // A multimodal wrapper: the vision tower carried verbatim next to the grown text model.
+        ("hub/llama4-scout", r#"{"depth": 2, "experts": 2, "seed": 5}"#),
+        ("hub/llama4-maverick", r#"{"depth": 2, "experts": 2, "seed": 6}"#),
     ] {
         let dir = fixture(name);
         let o: GrowOptions = serde_json::from_str(opts).unwrap();

@@ -259,6 +259,21 @@ impl Checkpoint {
         weight_map: Option<BTreeMap<String, String>>,
     ) -> Result<Checkpoint> {
         let family = config.family;
+        // A wrapped language model's towers (a vision model, its projector) are carried
+        // verbatim, in name order; their names come from the checkpoint, not the config.
+        if let Some(w) = &config.wrapper {
+            let mut carried: Vec<crate::config::Carried> = shards
+                .iter()
+                .flat_map(|s| s.header.tensors.iter())
+                .filter(|t| w.towers.iter().any(|p| t.name.starts_with(p)))
+                .map(|t| crate::config::Carried {
+                    name: t.name.clone(),
+                    shape: t.shape.clone(),
+                })
+                .collect();
+            carried.sort_by(|a, b| a.name.cmp(&b.name));
+            config.carried = carried;
+        }
         // Every name the config allows, in both layouts: anything else is unmapped. Expert
         // tensors belong to one layout only.
         let mut known: HashMap<String, (Role, Option<ExpertLayout>)> = HashMap::new();
@@ -535,10 +550,7 @@ impl Checkpoint {
             .get(&role)
             .map(|&i| &self.entries[i])
             .ok_or_else(|| Error::MissingTensor {
-                tensor: self
-                    .config
-                    .family
-                    .tensor_name(role, self.layout, self.config.num_layers),
+                tensor: self.config.tensor_name(role, self.layout),
                 why: "requested by moegrow".into(),
             })
     }

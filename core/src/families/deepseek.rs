@@ -29,6 +29,7 @@ pub(crate) const NAMES: NameScheme = NameScheme {
     shared_prefix: "mlp.shared_experts.",
     router_bias: "gate.e_score_correction_bias",
     router: "gate",
+    ffn_prefix: "mlp.",
 };
 
 /// Which DeepSeek.

@@ -24,6 +24,7 @@ pub(crate) const NAMES: NameScheme = NameScheme {
     shared_prefix: "",
     router_bias: "router.e_score_correction_bias",
     router: "router",
+    ffn_prefix: "mlp.",
 };
 
 pub(crate) fn parse_config(raw: RawConfig) -> Result<ModelConfig> {

@@ -21,6 +21,7 @@ pub(crate) const NAMES: NameScheme = NameScheme {
     shared_prefix: "",
     router_bias: "e_score_correction_bias",
     router: "gate",
+    ffn_prefix: "mlp.",
 };
 
 pub(crate) fn parse_config(raw: RawConfig) -> Result<ModelConfig> {

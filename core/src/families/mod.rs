@@ -7,6 +7,7 @@
 mod deepseek;
 mod glm4_moe;
 mod gpt_oss;
+mod llama4;
 mod minimax_m2;
 mod mixtral;
 mod olmoe;
@@ -31,10 +32,32 @@ pub enum Family {
     Glm4Moe,
     MinimaxM2,
     GptOss,
+    Llama4,
 }
 
 const SUPPORTED: &str =
-    "mixtral, qwen2_moe, qwen3_moe, olmoe, deepseek_v2, deepseek_v3 (and kimi_k2, its alias), deepseek_v32, glm4_moe, minimax_m2, gpt_oss";
+    "mixtral, qwen2_moe, qwen3_moe, olmoe, deepseek_v2, deepseek_v3 (and kimi_k2, its alias), deepseek_v32, glm4_moe, minimax_m2, gpt_oss, llama4_text (and llama4, its multimodal wrapper)";
+
+/// A multimodal `model_type` whose language model is one of the families.
+pub(crate) struct WrapperKind {
+    pub text_family: Family,
+    pub tensor_prefix: &'static str,
+    pub towers: &'static [&'static str],
+}
+
+/// The wrapper a `model_type` names, if it is one: Llama-4's `Llama4ForConditionalGeneration`
+/// (`language_model.model.*`, `language_model.lm_head.weight`, next to `vision_model.*` and
+/// `multi_modal_projector.*`).
+pub(crate) fn wrapper(model_type: &str) -> Option<WrapperKind> {
+    match model_type {
+        "llama4" => Some(WrapperKind {
+            text_family: Family::Llama4,
+            tensor_prefix: "language_model.",
+            towers: &["vision_model.", "multi_modal_projector."],
+        }),
+        _ => None,
+    }
+}
 
 /// `model_type`s that are another family's architecture under a new name: Moonshot's Kimi-K2
 /// is DeepSeek-V3's (transformers has no `kimi_k2` of its own; Kimi-K2.5 rewrites it to
@@ -54,10 +77,14 @@ pub(crate) struct NameScheme {
     pub router_bias: &'static str,
     /// The router module after the MoE block's prefix (`gate`; gpt-oss's `router`).
     pub router: &'static str,
+    /// The feed-forward block's module (`mlp.`; Llama-4's `feed_forward.`): the dense MLP, the
+    /// stacked experts and their biases, the shared expert's gate, the MoE block in the fused
+    /// layout.
+    pub ffn_prefix: &'static str,
 }
 
 impl Family {
-    pub const ALL: [Family; 10] = [
+    pub const ALL: [Family; 11] = [
         Family::Mixtral,
         Family::Qwen2Moe,
         Family::Qwen3Moe,
@@ -68,6 +95,7 @@ impl Family {
         Family::Glm4Moe,
         Family::MinimaxM2,
         Family::GptOss,
+        Family::Llama4,
     ];
 
     pub fn from_model_type(model_type: &str) -> Result<Family> {
@@ -96,6 +124,7 @@ impl Family {
             Family::Glm4Moe => "glm4_moe",
             Family::MinimaxM2 => "minimax_m2",
             Family::GptOss => "gpt_oss",
+            Family::Llama4 => "llama4_text",
         }
     }
 
@@ -112,6 +141,7 @@ impl Family {
             Family::Glm4Moe => "GLM-4.5",
             Family::MinimaxM2 => "MiniMax-M2",
             Family::GptOss => "gpt-oss",
+            Family::Llama4 => "Llama-4",
         }
     }
 
@@ -127,6 +157,7 @@ impl Family {
             Family::Glm4Moe => glm4_moe::parse_config(raw),
             Family::MinimaxM2 => minimax_m2::parse_config(raw),
             Family::GptOss => gpt_oss::parse_config(raw),
+            Family::Llama4 => llama4::parse_config(raw),
         }
     }
 
@@ -140,16 +171,25 @@ impl Family {
             Family::Glm4Moe => glm4_moe::NAMES,
             Family::MinimaxM2 => minimax_m2::NAMES,
             Family::GptOss => gpt_oss::NAMES,
+            Family::Llama4 => llama4::NAMES,
         }
     }
 
     /// The expert layout a fresh checkpoint of this family is written in: per expert (what the
-    /// hub ships for most), or stacked for gpt-oss, which transformers reads in no other.
+    /// hub ships for most), or stacked for gpt-oss and Llama-4, which transformers reads in no
+    /// other.
     pub fn native_layout(self) -> ExpertLayout {
-        match self {
-            Family::GptOss => ExpertLayout::Fused,
-            _ => ExpertLayout::PerExpert,
+        if self.stacked_only() {
+            ExpertLayout::Fused
+        } else {
+            ExpertLayout::PerExpert
         }
+    }
+
+    /// transformers reads this family's experts stacked only (it has no conversion from a
+    /// per-expert layout for it).
+    pub fn stacked_only(self) -> bool {
+        matches!(self, Family::GptOss | Family::Llama4)
     }
 
     /// Tensors transformers keeps in float32 whatever the model dtype
@@ -174,6 +214,8 @@ impl Family {
             Role::FinalNorm => "model.norm.weight".into(),
             Role::LmHead => "lm_head.weight".into(),
             Role::Layer(i, lr) => format!("model.layers.{i}.{}", self.layer_suffix(lr, layout)),
+            // Carried tensors keep their own names (`ModelConfig::tensor_name`).
+            Role::Carried(i) => format!("<carried tensor {i}>"),
             Role::Mtp(i, r) => {
                 let suffix = match r {
                     MtpRole::Embed => "embed_tokens.weight".to_string(),
@@ -195,8 +237,9 @@ impl Family {
         // transformers 5 renames Mixtral's `block_sparse_moe` to `mlp` in the fused layout.
         let moe = match layout {
             ExpertLayout::PerExpert => n.moe_prefix,
-            ExpertLayout::Fused => "mlp.",
+            ExpertLayout::Fused => n.ffn_prefix,
         };
+        let ffn = n.ffn_prefix;
         let proj = |p: Proj| match p {
             Proj::Gate => 0,
             Proj::Up => 1,
@@ -210,16 +253,16 @@ impl Family {
             LayerRole::Router => format!("{moe}{}.weight", n.router),
             LayerRole::RouterBias => format!("{moe}{}", n.router_bias),
             LayerRole::RouterLogitBias => format!("{moe}{}.bias", n.router),
-            LayerRole::ExpertsGateUpBias => "mlp.experts.gate_up_proj_bias".to_string(),
-            LayerRole::ExpertsDownBias => "mlp.experts.down_proj_bias".to_string(),
+            LayerRole::ExpertsGateUpBias => format!("{ffn}experts.gate_up_proj_bias"),
+            LayerRole::ExpertsDownBias => format!("{ffn}experts.down_proj_bias"),
             LayerRole::Expert(e, p) => {
                 format!("{moe}experts.{e}.{}.weight", n.expert_proj[proj(p)])
             }
-            LayerRole::ExpertsGateUp => "mlp.experts.gate_up_proj".to_string(),
-            LayerRole::ExpertsDown => "mlp.experts.down_proj".to_string(),
+            LayerRole::ExpertsGateUp => format!("{ffn}experts.gate_up_proj"),
+            LayerRole::ExpertsDown => format!("{ffn}experts.down_proj"),
             LayerRole::SharedExpert(p) => format!("{}{}.weight", n.shared_prefix, std[proj(p)]),
-            LayerRole::SharedExpertGate => "mlp.shared_expert_gate.weight".to_string(),
-            LayerRole::DenseMlp(p) => format!("mlp.{}.weight", std[proj(p)]),
+            LayerRole::SharedExpertGate => format!("{ffn}shared_expert_gate.weight"),
+            LayerRole::DenseMlp(p) => format!("{ffn}{}.weight", std[proj(p)]),
         }
     }
 }
@@ -300,6 +343,13 @@ impl Common {
             expert_bias: false,
             router_logit_bias: false,
             expert_act: crate::config::ExpertAct::Silu,
+            rope_interleave: false,
+            rope_layers: vec![true; self.num_layers],
+            attention_chunk: vec![None; self.num_layers],
+            attn_temperature: None,
+            expert_input_scaling: false,
+            wrapper: None,
+            carried: Vec::new(),
             attention: s.attention,
             mlp: s.mlp,
             dense_intermediate: s.dense_intermediate,

@@ -15,6 +15,7 @@ pub(crate) const NAMES: NameScheme = NameScheme {
     shared_prefix: "mlp.shared_expert.",
     router_bias: "gate.e_score_correction_bias",
     router: "gate",
+    ffn_prefix: "mlp.",
 };
 
 pub(crate) fn parse_config(raw: RawConfig) -> Result<ModelConfig> {

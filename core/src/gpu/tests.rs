@@ -206,10 +206,22 @@ fn cpu_attention(q: &[f32], k: &[f32], v: &[f32], sinks: Option<&[f32]>, p: &Att
     for h in 0..p.heads as usize {
         let kvh = h / p.kv_group as usize;
         for i in 0..p.t_len as usize {
-            let lo = if p.window > 0 {
+            let mut lo = if p.window > 0 {
                 (i + 1).saturating_sub(p.window as usize)
             } else {
                 0
+            };
+            if p.chunk > 0 {
+                lo = lo.max(i / p.chunk as usize * p.chunk as usize);
+            }
+            let scale = if p.temp_floor > 0.0 {
+                let t = crate::config::AttnTemperature {
+                    floor_scale: p.temp_floor,
+                    attn_scale: p.temp_scale,
+                };
+                p.scale * t.at(i)
+            } else {
+                p.scale
             };
             let qv =
                 &q[i * p.q_stride as usize + h * p.q_head_step as usize..][..p.qk_dim as usize];
@@ -217,7 +229,7 @@ fn cpu_attention(q: &[f32], k: &[f32], v: &[f32], sinks: Option<&[f32]>, p: &Att
                 .map(|j| {
                     let kv = &k[j * p.k_stride as usize + kvh * p.k_head_step as usize..]
                         [..p.qk_dim as usize];
-                    qv.iter().zip(kv).map(|(a, b)| a * b).sum::<f32>() * p.scale
+                    qv.iter().zip(kv).map(|(a, b)| a * b).sum::<f32>() * scale
                 })
                 .collect();
             match sinks {
@@ -247,15 +259,19 @@ fn cpu_attention(q: &[f32], k: &[f32], v: &[f32], sinks: Option<&[f32]>, p: &Att
 }
 
 #[test]
-fn attention_gqa_windowed_mla_layouts_and_sinks() {
+fn attention_gqa_windowed_chunked_mla_layouts_sinks_and_temperature() {
     let g = gpu();
-    for (t, heads, group, qk, vd, window, v_offset, sinks) in [
-        (1, 1, 1, 4, 4, 0, 0, false),
-        (13, 4, 2, 8, 8, 0, 0, false),
-        (70, 6, 3, 16, 16, 5, 0, false),
-        (33, 4, 1, 12, 8, 0, 8, false),
-        (1, 2, 1, 4, 4, 0, 0, true),
-        (29, 6, 3, 8, 8, 4, 0, true),
+    // (…, chunk, temperature floor): Llama-4's chunks and NoPE temperature at odd sizes.
+    for (t, heads, group, qk, vd, window, v_offset, sinks, chunk, temp_floor) in [
+        (1, 1, 1, 4, 4, 0, 0, false, 0, 0.0),
+        (13, 4, 2, 8, 8, 0, 0, false, 0, 0.0),
+        (70, 6, 3, 16, 16, 5, 0, false, 0, 0.0),
+        (33, 4, 1, 12, 8, 0, 8, false, 0, 0.0),
+        (1, 2, 1, 4, 4, 0, 0, true, 0, 0.0),
+        (29, 6, 3, 8, 8, 4, 0, true, 0, 0.0),
+        (37, 4, 2, 8, 8, 0, 0, false, 5, 0.0),
+        (41, 5, 5, 8, 8, 0, 0, false, 0, 3.0),
+        (23, 4, 2, 8, 8, 0, 0, false, 7, 4.0),
     ] {
         let kv_heads = heads / group;
         let p = AttentionParams {
@@ -275,6 +291,9 @@ fn attention_gqa_windowed_mla_layouts_and_sinks() {
             window,
             scale: (qk as f32).powf(-0.5),
             sinks: 0,
+            chunk,
+            temp_floor,
+            temp_scale: 0.1,
         };
         // gpt-oss's sinks: logits around the scores' size, some dominant.
         let sink = sinks.then(|| {
@@ -298,7 +317,7 @@ fn attention_gqa_windowed_mla_layouts_and_sinks() {
         );
         rec.submit();
         assert_close(
-            &format!("attention t={t} heads={heads} group={group} window={window} sinks={sinks}"),
+            &format!("attention t={t} heads={heads} group={group} window={window} sinks={sinks} chunk={chunk} temperature floor={temp_floor}"),
             &read(&out),
             &cpu_attention(&q, &k, &v, sink.as_deref(), &p),
             1e-5,
@@ -417,15 +436,19 @@ fn router_matches_every_family_rule() {
 #[test]
 fn grouped_moe_dispatch_matches_per_token_experts() {
     use crate::config::ExpertAct;
-    // `oss`: gpt-oss's expert biases and clamped SwiGLU (the vec4 and scalar kernels, split).
-    for (tokens, experts, top_k, hidden, inter, split, oss) in [
-        (1, 2, 1, 8, 4, false, false),
-        (13, 8, 2, 32, 16, false, false),
-        (50, 12, 3, 40, 24, true, false),
-        (7, 64, 4, 17, 33, false, false),
-        (13, 8, 2, 32, 16, false, true),
-        (21, 12, 3, 40, 24, true, true),
-        (5, 6, 4, 17, 33, false, true),
+    // `oss`: gpt-oss's expert biases and clamped SwiGLU; `scaled`: Llama-4's routing weight on
+    // the expert's input (the vec4 and scalar kernels, split).
+    for (tokens, experts, top_k, hidden, inter, split, oss, scaled) in [
+        (1, 2, 1, 8, 4, false, false, false),
+        (13, 8, 2, 32, 16, false, false, false),
+        (50, 12, 3, 40, 24, true, false, false),
+        (7, 64, 4, 17, 33, false, false, false),
+        (13, 8, 2, 32, 16, false, true, false),
+        (21, 12, 3, 40, 24, true, true, false),
+        (5, 6, 4, 17, 33, false, true, false),
+        (13, 4, 1, 32, 16, false, false, true),
+        (29, 12, 2, 40, 24, true, false, true),
+        (9, 5, 2, 17, 33, false, false, true),
     ] {
         let mut owned = None;
         let g: &Gpu = if split {
@@ -487,14 +510,16 @@ fn grouped_moe_dispatch_matches_per_token_experts() {
             &dn,
             &s,
             &out,
-            ExpertExtras { biases: oss.then_some((&gub, &db)), act: Some(act) },
+            ExpertExtras { biases: oss.then_some((&gub, &db)), act: Some(act), input_scaled: scaled },
         );
         rec.submit();
         let got = g.read_blocking(&out).unwrap();
         let mut want = init.clone();
         for t in 0..tokens {
-            let xt = Mat::from_vec(1, hidden, x[t * hidden..(t + 1) * hidden].to_vec());
             for j in 0..top_k {
+                let w = weights[t * top_k + j];
+                let scale = if scaled { w } else { 1.0 };
+                let xt = Mat::from_vec(1, hidden, x[t * hidden..(t + 1) * hidden].iter().map(|v| scale * v).collect());
                 let e = chosen[t * top_k + j] as usize;
                 let gu_e = &gate_up[e * 2 * inter * hidden..(e + 1) * 2 * inter * hidden];
                 let gb = &gu_bias[e * 2 * inter..(e + 1) * 2 * inter];
@@ -509,12 +534,12 @@ fn grouped_moe_dispatch_matches_per_token_experts() {
                     hidden,
                 );
                 for c in 0..hidden {
-                    want[t * hidden + c] += weights[t * top_k + j] * y.data[c];
+                    want[t * hidden + c] += if scaled { 1.0 } else { w } * y.data[c];
                 }
             }
         }
         assert_close(
-            &format!("moe tokens={tokens} experts={experts} k={top_k} split={split} gpt-oss={oss}"),
+            &format!("moe tokens={tokens} experts={experts} k={top_k} split={split} gpt-oss={oss} input-scaled={scaled}"),
             &got,
             &want,
             1e-4,

@@ -130,6 +130,9 @@ pub fn grow_config(cfg: &ModelConfig, map: &LayerMap) -> Result<serde_json::Map<
     let sources = map.sources();
     for key in PER_LAYER_LISTS {
         match cfg.raw.get(*key) {
+            // Llama-4's hub configs spell "the default" as an empty list; the family rule below
+            // writes the grown model's list out.
+            Some(Value::Array(list)) if list.is_empty() && *key == "no_rope_layers" => {}
             Some(Value::Array(list)) if list.len() == cfg.num_layers => {
                 raw.insert(
                     key.to_string(),
@@ -179,6 +182,14 @@ pub fn grow_config(cfg: &ModelConfig, map: &LayerMap) -> Result<serde_json::Map<
         // a layer map does not keep: the grown config spells each layer's kind out.
         Family::GptOss => {
             raw.insert("layer_types".into(), attention_types(cfg, &sources).into());
+        }
+        // Llama-4's MoE layers by index and its RoPE switches per layer, spelled out: the
+        // interleave step and the NoPE interval cannot follow an arbitrary map.
+        Family::Llama4 => {
+            let moe: Vec<usize> = (0..new_n).filter(|&i| kinds[i] == MlpKind::Moe).collect();
+            raw.insert("moe_layers".into(), moe.into());
+            let rope: Vec<u8> = sources.iter().map(|&s| cfg.rope_layers[s] as u8).collect();
+            raw.insert("no_rope_layers".into(), rope.into());
         }
         Family::Mixtral | Family::Olmoe | Family::MinimaxM2 => {}
     }

@@ -702,6 +702,18 @@ impl InferredPlan {
             // double them, and the scoring is unknown for a family without a schema.
             let sigmoid = text.get("scoring_func").and_then(Value::as_str) == Some("sigmoid")
                 || s.layers.iter().any(|l| l.moe.as_ref().is_some_and(|m| !m.biases.is_empty()));
+            // A family moegrow knows says its routing outright: a sigmoid router that does not
+            // renormalise (Llama-4's) needs its copies' down projections scaled, which only
+            // the typed growth does.
+            if let Ok(typed) = crate::ModelConfig::from_json(Value::Object(ck.raw.clone())) {
+                let r = &typed.moe.router;
+                if r.scoring == crate::config::Scoring::Sigmoid && !r.normalize {
+                    return Err(Error::Invalid(format!(
+                        "--infer-schema cannot widen {}: its router is sigmoid-scored without renormalisation, so twin experts would double their output; the typed `grow` (without --infer-schema) scales the copies' down projections to keep the function",
+                        typed.family.name()
+                    )));
+                }
+            }
             if sigmoid && text.get("norm_topk_prob").and_then(Value::as_bool) != Some(true) {
                 return Err(Error::Invalid(
                     "--infer-schema cannot widen: the router looks sigmoid-scored (a routing bias or `scoring_func: sigmoid`) and config.json does not say the chosen weights are renormalised (`norm_topk_prob: true`), so twin experts might double their output".into(),
@@ -932,6 +944,42 @@ pub fn grow<'a>(
             }
         }
     }
+    check_against_typed(ck, &raw, &plan.sources)?;
     out.sort_by(|a, b| a.name.cmp(&b.name));
     Ok((raw, out))
+}
+
+/// For a family moegrow also knows by schema, the inferred config must say what the typed rules
+/// read: each grown layer keeps its source's kind (dense or MoE, attention window or chunk,
+/// RoPE or not). A family whose per-layer rules are not plain lists (Llama-4's NoPE interval,
+/// its `moe_layers` indices) is refused here rather than written wrong.
+fn check_against_typed(ck: &RawCheckpoint, grown: &Map<String, Value>, sources: &[usize]) -> Result<()> {
+    let Ok(before) = crate::ModelConfig::from_json(Value::Object(ck.raw.clone())) else {
+        return Ok(());
+    };
+    let after = crate::ModelConfig::from_json(Value::Object(grown.clone())).map_err(|e| {
+        Error::Invalid(format!(
+            "--infer-schema wrote a config that {}'s rules reject ({e}); use the typed `grow`",
+            before.family.name()
+        ))
+    })?;
+    let follows = |what: &str, ok: bool| -> Result<()> {
+        if ok {
+            return Ok(());
+        }
+        Err(Error::Invalid(format!(
+            "--infer-schema cannot grow this {} checkpoint: its config's {what} would not follow the layer map (the family's rule is not a per-layer list); use the typed `grow` (without --infer-schema), which rewrites it",
+            before.family.name()
+        )))
+    };
+    let mapped = |v: &dyn Fn(&crate::ModelConfig, usize) -> String| -> bool {
+        after.num_layers == sources.len()
+            && sources.iter().enumerate().all(|(j, &x)| v(&after, j) == v(&before, x))
+    };
+    follows("dense/MoE pattern", mapped(&|c, i| format!("{:?}", c.mlp[i])))?;
+    follows(
+        "attention pattern",
+        mapped(&|c, i| format!("{:?}{:?}", c.sliding_window[i], c.attention_chunk[i])),
+    )?;
+    follows("RoPE/NoPE pattern", mapped(&|c, i| c.rope_layers[i].to_string()))
 }

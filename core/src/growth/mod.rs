@@ -76,12 +76,10 @@ pub struct Grown<'a> {
     fp8_noise: std::sync::Arc<std::sync::Mutex<(f64, f64, f64)>>,
 }
 
-/// The grown config parsed from its rewritten `config.json`, keeping what the JSON alone
-/// cannot say: how many multi-token-prediction blocks the source stores.
+/// The grown config parsed from its rewritten language-model config, keeping what the JSON
+/// alone cannot say ([`ModelConfig::with_raw`]).
 fn reparse(raw: serde_json::Map<String, serde_json::Value>, like: &ModelConfig) -> Result<ModelConfig> {
-    let mut config = ModelConfig::from_json(serde_json::Value::Object(raw))?;
-    config.mtp_layers = like.mtp_layers;
-    Ok(config)
+    like.with_raw(raw)
 }
 
 impl GrowthPlan {

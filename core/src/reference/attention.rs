@@ -18,6 +18,23 @@ struct HeadLayout {
     v_offset: usize,
 }
 
+/// Which earlier keys a query sees: all of them, the last `window` (a sliding window), or those
+/// of its own `chunk`-sized block (Llama-4's chunked attention).
+#[derive(Debug, Clone, Copy, Default)]
+struct Mask {
+    window: Option<usize>,
+    chunk: Option<usize>,
+}
+
+impl Mask {
+    /// The first key query `i` sees.
+    fn first_key(self, i: usize) -> usize {
+        let w = self.window.map_or(0, |w| (i + 1).saturating_sub(w));
+        let c = self.chunk.map_or(0, |c| i / c * c);
+        w.max(c)
+    }
+}
+
 /// Causal softmax attention, one head at a time as two matrix products:
 /// `P = softmax(mask(Q_h K_hᵀ · scale))`, `O_h = P V_h`. `q`, `k`, `v` hold every head side by
 /// side; `head(h)` says where head `h`'s columns start. With `sinks` (gpt-oss) head `h`'s
@@ -31,7 +48,7 @@ fn causal_attention(
     qk_dim: usize,
     v_dim: usize,
     scale: f32,
-    window: Option<usize>,
+    mask: Mask,
     sinks: Option<&[f32]>,
     head: impl Fn(usize) -> HeadLayout,
 ) -> Mat {
@@ -49,7 +66,7 @@ fn causal_attention(
             t_len,
         );
         for i in 0..t_len {
-            let lo = window.map_or(0, |w| (i + 1).saturating_sub(w));
+            let lo = mask.first_key(i);
             let row = &mut scores[i * t_len..(i + 1) * t_len];
             row[..lo].iter_mut().for_each(|s| *s = 0.0);
             row[i + 1..].iter_mut().for_each(|s| *s = 0.0);
@@ -78,6 +95,13 @@ fn causal_attention(
     out
 }
 
+/// Llama-4's weightless q/k norm: `x / sqrt(mean(x²) + eps)`.
+fn l2_norm(x: &mut [f32], eps: f32) {
+    let ms = x.iter().map(|v| v * v).sum::<f32>() / x.len() as f32;
+    let r = 1.0 / (ms + eps).sqrt();
+    x.iter_mut().for_each(|v| *v *= r);
+}
+
 /// Softmax over `x` and one extra logit `sink` that is then dropped (gpt-oss's sinks): the
 /// probabilities of `x` sum to less than one.
 fn softmax_with_sink(x: &mut [f32], sink: f32) {
@@ -90,14 +114,9 @@ fn softmax_with_sink(x: &mut [f32], sink: f32) {
     x.iter_mut().for_each(|v| *v /= sum);
 }
 
-/// Grouped-query attention of one layer (`window`: its sliding window, if any).
-pub fn standard(
-    cfg: &ModelConfig,
-    w: &Gqa<Vec<f32>>,
-    x: &Mat,
-    rope: &Rope,
-    window: Option<usize>,
-) -> Mat {
+/// Grouped-query attention of layer `layer` (its sliding window or chunk, RoPE or not, as the
+/// config says).
+pub fn standard(cfg: &ModelConfig, w: &Gqa<Vec<f32>>, x: &Mat, rope: &Rope, layer: usize) -> Mat {
     let (nh, nkv, hd) = (cfg.num_heads, cfg.num_kv_heads, cfg.head_dim);
     let clip = match &cfg.attention {
         Attention::Standard { clip_qkv, .. } => *clip_qkv,
@@ -118,12 +137,30 @@ pub fn standard(
             m.data.iter_mut().for_each(|x| *x = x.clamp(-c, c));
         }
     }
+    let uses_rope = cfg.rope_layers[layer];
+    let qk_norm = match &cfg.attention {
+        Attention::Standard { qk_norm, .. } => *qk_norm,
+        Attention::Mla(_) => crate::config::QkNorm::None,
+    };
     for t in 0..x.rows {
-        for h in 0..nh {
-            rope.apply(&mut q.row_mut(t)[h * hd..(h + 1) * hd], t, false);
+        if !uses_rope {
+            // Llama-4's NoPE layers: no rotation; queries cooled by the temperature instead.
+            if let Some(temp) = cfg.attn_temperature {
+                let s = temp.at(t);
+                q.row_mut(t).iter_mut().for_each(|v| *v *= s);
+            }
+            continue;
         }
-        for h in 0..nkv {
-            rope.apply(&mut k.row_mut(t)[h * hd..(h + 1) * hd], t, false);
+        for head in q.row_mut(t).chunks_exact_mut(hd) {
+            rope.apply(head, t, cfg.rope_interleave);
+        }
+        for head in k.row_mut(t).chunks_exact_mut(hd) {
+            rope.apply(head, t, cfg.rope_interleave);
+        }
+        if qk_norm == crate::config::QkNorm::L2AfterRope {
+            for head in q.row_mut(t).chunks_exact_mut(hd).chain(k.row_mut(t).chunks_exact_mut(hd)) {
+                l2_norm(head, cfg.rms_norm_eps);
+            }
         }
     }
     let group = nh / nkv;
@@ -135,7 +172,10 @@ pub fn standard(
         hd,
         hd,
         cfg.attention_scale(),
-        window,
+        Mask {
+            window: cfg.sliding_window[layer],
+            chunk: cfg.attention_chunk[layer],
+        },
         w.sinks.as_deref(),
         |h| HeadLayout {
             q_offset: h * hd,
@@ -203,7 +243,7 @@ pub fn latent(cfg: &ModelConfig, w: &Mla<Vec<f32>>, x: &Mat, rope: &Rope) -> Mat
         qk,
         vd,
         cfg.attention_scale(),
-        None,
+        Mask::default(),
         None,
         |h| HeadLayout {
             q_offset: h * qk,

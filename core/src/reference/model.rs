@@ -267,7 +267,7 @@ pub fn layer_forward(
 ) -> (Option<Mat>, Option<Vec<Choice>>) {
     let normed = rms_norm_rows(x, &layer.input_norm, cfg.rms_norm_eps);
     let attn = match &layer.attention {
-        Attention::Standard(a) => attention::standard(cfg, a, &normed, rope, cfg.sliding_window[i]),
+        Attention::Standard(a) => attention::standard(cfg, a, &normed, rope, i),
         Attention::Latent(a) => attention::latent(cfg, a, &normed, rope),
     };
     x.add_assign(&attn);
@@ -316,8 +316,12 @@ fn moe_forward(cfg: &ModelConfig, m: &Moe<Vec<f32>>, x: &Mat) -> (Mat, Mat, Vec<
             continue;
         }
         let mut xs = Mat::zeros(routed.len(), x.cols);
-        for (r, (t, _)) in routed.iter().enumerate() {
+        for (r, (t, w)) in routed.iter().enumerate() {
             xs.row_mut(r).copy_from_slice(x.row(*t));
+            // Llama-4: the weight scales the expert's input, and the output is added as is.
+            if cfg.expert_input_scaling {
+                xs.row_mut(r).iter_mut().for_each(|v| *v *= w);
+            }
         }
         // Expert e of the stacked leaves: gate rows, then up rows, of gate_up[e]; down[e];
         // and gpt-oss's biases.
@@ -334,6 +338,7 @@ fn moe_forward(cfg: &ModelConfig, m: &Moe<Vec<f32>>, x: &Mat) -> (Mat, Mat, Vec<
             h,
         );
         for (r, (t, w)) in routed.iter().enumerate() {
+            let w = if cfg.expert_input_scaling { 1.0 } else { *w };
             out.row_mut(*t)
                 .iter_mut()
                 .zip(ys.row(r))

@@ -37,7 +37,7 @@ pub struct DiskTensor {
 /// schema's, with each layer's experts expert by expert in the per-expert layout).
 pub fn disk_tensors(cfg: &ModelConfig, layout: ExpertLayout) -> Vec<DiskTensor> {
     let mut out = Vec::new();
-    let name = |role| cfg.family.tensor_name(role, layout, cfg.num_layers);
+    let name = |role| cfg.tensor_name(role, layout);
     let skipped = |n: &str| {
         cfg.quant.as_ref().is_some_and(|q| {
             let module = n.strip_suffix(".weight").unwrap_or(n);
@@ -75,20 +75,35 @@ pub fn disk_tensors(cfg: &ModelConfig, layout: ExpertLayout) -> Vec<DiskTensor> 
             ExpertLayout::PerExpert => {}
         }
     });
+    // The towers outside the language model, verbatim, after it.
+    for (i, c) in cfg.carried.iter().enumerate() {
+        out.push(DiskTensor {
+            name: c.name.clone(),
+            role: Role::Carried(i),
+            shape: c.shape.clone(),
+            kind: Kind::Carried,
+            quantizable: false,
+        });
+    }
     out
 }
 
-/// A stacked expert tensor that gpt-oss stores in its own arrangement (see [`from_disk`]).
+/// A stacked expert tensor that gpt-oss or Llama-4 stores in its own arrangement (see
+/// [`from_disk`]).
 pub fn arranged(cfg: &ModelConfig, role: Role) -> bool {
-    cfg.family == Family::GptOss
-        && matches!(
-            role.layer_part(),
-            Some((_, LayerRole::ExpertsGateUp | LayerRole::ExpertsDown | LayerRole::ExpertsGateUpBias))
-        )
+    let lr = role.layer_part().map(|(_, lr)| lr);
+    match cfg.family {
+        Family::GptOss => matches!(
+            lr,
+            Some(LayerRole::ExpertsGateUp | LayerRole::ExpertsDown | LayerRole::ExpertsGateUpBias)
+        ),
+        Family::Llama4 => matches!(lr, Some(LayerRole::ExpertsGateUp | LayerRole::ExpertsDown)),
+        _ => false,
+    }
 }
 
-/// The shape a tensor has on disk, in values: the schema's, except gpt-oss's input-major
-/// experts (`gate_up_proj [E, H, 2I]`, `down_proj [E, I, H]`).
+/// The shape a tensor has on disk, in values: the schema's, except gpt-oss's and Llama-4's
+/// input-major experts (`gate_up_proj [E, H, 2I]`, `down_proj [E, I, H]`).
 pub fn disk_shape(cfg: &ModelConfig, role: Role, schema_shape: Vec<usize>) -> Vec<usize> {
     match (arranged(cfg, role), schema_shape.as_slice()) {
         (true, [e, r, c]) => vec![*e, *c, *r],
@@ -118,8 +133,9 @@ fn interleaved(r: usize, half: usize) -> usize {
 }
 
 /// The schema's bytes of whole experts of an [`arranged`] tensor, from the stored bytes of
-/// the same experts (any number, each expert's slab is contiguous in both forms): gate/up rows
-/// de-interleaved, and plain values transposed from input-major to the schema's output-major.
+/// the same experts (any number, each expert's slab is contiguous in both forms): gpt-oss's
+/// gate/up rows de-interleaved (Llama-4 keeps gate then up), and plain values transposed from
+/// input-major to the schema's output-major.
 pub fn from_disk(cfg: &ModelConfig, role: Role, stored: Stored, bytes: &[u8]) -> Result<Vec<u8>> {
     let mut v = bytes.to_vec();
     rearrange(cfg, role, stored, &mut v, true)?;
@@ -137,7 +153,9 @@ pub fn to_disk(cfg: &ModelConfig, role: Role, stored: Stored, bytes: Cow<'_, [u8
 fn rearrange(cfg: &ModelConfig, role: Role, stored: Stored, bytes: &mut [u8], read: bool) -> Result<()> {
     let (h, i) = (cfg.hidden_size, cfg.moe.intermediate);
     let lr = role.layer_part().map(|(_, lr)| lr);
-    let gate_up = matches!(lr, Some(LayerRole::ExpertsGateUp | LayerRole::ExpertsGateUpBias));
+    // gpt-oss interleaves gate and up (even rows gate); Llama-4 stores the halves in order.
+    let gate_up = cfg.family == Family::GptOss
+        && matches!(lr, Some(LayerRole::ExpertsGateUp | LayerRole::ExpertsGateUpBias));
     // (rows, row bytes) of one expert in the schema's form, and whether values transpose.
     let (rows, cols, transpose) = match (lr, stored) {
         (Some(LayerRole::ExpertsGateUp), _) => (2 * i, h, matches!(stored, Stored::Values(_))),
@@ -153,9 +171,10 @@ fn rearrange(cfg: &ModelConfig, role: Role, stored: Stored, bytes: &mut [u8], re
     let es = match stored {
         Stored::Values(d) => d.size().ok_or_else(|| {
             Error::Invalid(format!(
-                "{} is stored as {}, which gpt-oss's expert arrangement cannot reorder",
+                "{} is stored as {}, which {}'s stacked input-major experts cannot be reordered in",
                 display_name(cfg, role),
-                d.name()
+                d.name(),
+                cfg.family.name()
             ))
         })?,
         Stored::Mxfp4Blocks | Stored::Mxfp4Scales => 1,
@@ -306,6 +325,11 @@ pub fn slice_part<'a>(
 /// The shape of a schema leaf or of one expert's matrix.
 pub fn shape_of(cfg: &ModelConfig, role: Role) -> Result<Vec<usize>> {
     let (h, i) = (cfg.hidden_size, cfg.moe.intermediate);
+    if let Role::Carried(c) = role {
+        return cfg.carried.get(c).map(|c| c.shape.clone()).ok_or_else(|| {
+            Error::Invalid(format!("internal: no carried tensor {c}"))
+        });
+    }
     if let Some((_, LayerRole::Expert(_, p))) = role.layer_part() {
         return Ok(if p == Proj::Down { vec![h, i] } else { vec![i, h] });
     }
@@ -334,10 +358,7 @@ pub fn display_name(cfg: &ModelConfig, role: Role) -> String {
         Some((_, LayerRole::Expert(..))) => ExpertLayout::PerExpert,
         _ => ExpertLayout::Fused,
     };
-    format!(
-        "tensor `{}`",
-        cfg.family.tensor_name(role, layout, cfg.num_layers)
-    )
+    format!("tensor `{}`", cfg.tensor_name(role, layout))
 }
 
 /// The scale grid of a stacked leaf gathered from its experts' grids, or of one expert's
@@ -422,6 +443,16 @@ impl Storage {
 
     /// `config.json` of a model written this way: the dtype recorded, and
     /// `quantization_config` removed for dequantised output or added for float8 output.
+    /// [`Storage::rewrite_config`] on a model's config: the language model's, and a
+    /// multimodal wrapper's top level too (where transformers reads the dtype and the
+    /// quantisation of a wrapped model).
+    pub fn rewrite(self, cfg: &mut ModelConfig) {
+        self.rewrite_config(&mut cfg.raw);
+        if let Some(w) = &mut cfg.wrapper {
+            self.rewrite_config(&mut w.outer);
+        }
+    }
+
     pub fn rewrite_config(self, raw: &mut serde_json::Map<String, serde_json::Value>) {
         match self {
             Storage::AsSource => {}
@@ -465,12 +496,18 @@ pub fn output_tensors<'a, S: TensorSource + ?Sized>(
 ) -> Result<Vec<OutputTensor<'a>>> {
     let cfg = src.config();
     let family = cfg.family;
+    if family.stacked_only() && layout != family.native_layout() {
+        return Err(Error::Invalid(format!(
+            "{} stores its experts stacked only (transformers reads no per-expert layout for it): write the fused layout",
+            family.name()
+        )));
+    }
+    if family == Family::Llama4 && matches!(storage, Storage::Fp8(_)) {
+        return Err(Error::Invalid(
+            "the Llama-4 checkpoints transformers reads are bf16 (the hub's FP8 Maverick is per-channel compressed-tensors, not block-scaled float8); use --dtype bf16".into(),
+        ));
+    }
     if family == Family::GptOss {
-        if layout != family.native_layout() {
-            return Err(Error::Invalid(
-                "gpt-oss stores its experts stacked only (transformers reads no per-expert layout): write the fused layout".into(),
-            ));
-        }
         if matches!(storage, Storage::Fp8(q) if q.format != QuantFormat::Mxfp4) {
             return Err(Error::Invalid(
                 "gpt-oss checkpoints are MXFP4 or plain values; transformers reads no float8 gpt-oss. Use --dtype mxfp4 or bf16".into(),

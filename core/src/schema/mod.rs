@@ -32,6 +32,9 @@ pub enum Kind {
     /// State that is not a trainable parameter: DeepSeek-V3's routing correction bias, which
     /// transformers registers as a buffer and the balancing rule updates.
     Buffer,
+    /// A tensor outside the language model (a vision tower's), carried verbatim: not in the
+    /// schema's tree, only on disk ([`layout::disk_tensors`]).
+    Carried,
 }
 
 /// One tensor of the schema.
@@ -152,7 +155,8 @@ pub fn layer(cfg: &ModelConfig, slot: LayerSlot) -> Layer<Spec> {
                 QkNorm::FullWidth => full,
                 _ => cfg.head_dim,
             };
-            let has_norm = *qk_norm != QkNorm::None;
+            // Llama-4's L2 norm has no weight.
+            let has_norm = matches!(qk_norm, QkNorm::PerHead | QkNorm::FullWidth);
             Attention::Standard(Gqa {
                 q: attn(Q, vec![q, h], Kind::Matrix),
                 k: attn(K, vec![kv, h], Kind::Matrix),

@@ -68,7 +68,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     };
     let storage = storage(&ckpt.config, a.dtype.as_deref(), a.block.as_deref())?;
     let mut config = ckpt.config.clone();
-    storage.rewrite_config(&mut config.raw);
+    storage.rewrite(&mut config);
     let tensors = output_tensors(&ckpt, layout, storage)?;
     let total: u64 = tensors.iter().map(|t| t.nbytes() as u64).sum();
     let bar = bytes_bar(total, "convert");

@@ -168,7 +168,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         .apply(&src)
         .with_context(|| format!("cannot grow {}", a.source.display()))?;
     let storage = super::convert::storage(&src.config, a.dtype.as_deref(), a.block.as_deref())?;
-    storage.rewrite_config(&mut grown.config.raw);
+    storage.rewrite(&mut grown.config);
     let tensors = grown.tensors_as(layout, storage)?;
     let out_bytes: u64 = tensors.iter().map(|t| t.nbytes() as u64).sum();
     let before = param_counts_for(&src.config);

@@ -114,6 +114,13 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             String::new()
         }
     );
+    if p.towers > 0 {
+        println!(
+            "towers       {} parameters outside the language model ({}), carried verbatim",
+            human(p.towers),
+            s.towers.join(", ")
+        );
+    }
     println!(
         "train FLOPs  {} per token (6 x activated)",
         human(s.train_flops_per_token)

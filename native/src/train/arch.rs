@@ -44,6 +44,18 @@ impl Arch {
                 config.family.name()
             );
         }
+        if config.rope_interleave
+            || config.rope_layers.contains(&false)
+            || config.attention_chunk.iter().any(Option::is_some)
+            || config.expert_input_scaling
+            || qk_norm == QkNorm::L2AfterRope
+            || !config.carried.is_empty()
+        {
+            bail!(
+                "training does not support {} checkpoints yet: the trainer's blocks have no interleaved RoPE, NoPE layers with attention temperature, chunked attention, L2 q/k norm or input-scaled experts (forward, grow and convert do)",
+                config.family.name()
+            );
+        }
         if config.head_dim % 2 != 0 {
             bail!(
                 "head_dim {} must be even for rotary embeddings",

@@ -559,3 +559,15 @@ fn gpt_oss_is_refused_by_the_trainer_with_the_reason() {
         assert!(err.contains("gpt-oss") && err.contains("sinks") && err.contains("clamped SwiGLU"), "{name}: {err}");
     }
 }
+
+/// Llama-4's blocks (interleaved RoPE, NoPE layers with a temperature, chunked attention, the
+/// weightless q/k norm, input-scaled experts) are not the trainer's yet: `train` refuses the
+/// wrapped and the text-only checkpoint up front, naming what is missing.
+#[test]
+fn llama4_is_refused_by_the_trainer_with_the_reason() {
+    for name in ["hub/llama4-scout", "hub/llama4-maverick", "hub/llama4-scout-text"] {
+        let ckpt = moegrow_core::Checkpoint::open(fixture(name)).unwrap();
+        let err = Arch::new(&ckpt.config).unwrap_err().to_string();
+        assert!(err.contains("Llama-4") && err.contains("interleaved RoPE") && err.contains("input-scaled"), "{name}: {err}");
+    }
+}

@@ -27,6 +27,7 @@ impl Pass<'_, '_> {
             unreachable!("standard attention weights come from a standard-attention config")
         };
         let (nh, nkv, hd) = (cfg.num_heads, cfg.num_kv_heads, cfg.head_dim);
+        let uses_rope = cfg.rope_layers[layer];
         let mut qb = self.project(rec, normed, &w.q, w.q_bias.as_ref());
         let mut kb = self.project(rec, normed, &w.k, w.k_bias.as_ref());
         let vb = self.project(rec, normed, &w.v, w.v_bias.as_ref());
@@ -48,10 +49,24 @@ impl Pass<'_, '_> {
             clamp_abs(rec, &kb, t * nkv * hd, *c);
             clamp_abs(rec, &vb, t * nkv * hd, *c);
         }
-        // The rotary part of each head (all of it unless the family rotates a part).
+        // The rotary part of each head (all of it unless the family rotates a part); none on
+        // Llama-4's NoPE layers.
         let rd = cfg.rotary_dim;
-        rope(rec, &qb, t, nh * hd, nh, 0, hd, rd, false, &self.rope);
-        rope(rec, &kb, t, nkv * hd, nkv, 0, hd, rd, false, &self.rope);
+        if uses_rope {
+            let il = cfg.rope_interleave;
+            rope(rec, &qb, t, nh * hd, nh, 0, hd, rd, il, &self.rope);
+            rope(rec, &kb, t, nkv * hd, nkv, 0, hd, rd, il, &self.rope);
+            if *qk_norm == QkNorm::L2AfterRope {
+                // Llama-4's weightless per-head norm after RoPE: an RMSNorm with unit weight.
+                let ones = gpu.upload(&vec![1.0; hd]);
+                let (qn_out, kn_out) = (gpu.zeros(t * nh * hd), gpu.zeros(t * nkv * hd));
+                rms_norm(rec, &qb, 0, t * nh, &ones, cfg.rms_norm_eps, &qn_out);
+                rms_norm(rec, &kb, 0, t * nkv, &ones, cfg.rms_norm_eps, &kn_out);
+                qb = qn_out;
+                kb = kn_out;
+            }
+        }
+        let temp = cfg.attn_temperature.filter(|_| !uses_rope);
         let out = gpu.zeros(t * nh * hd);
         let p = AttentionParams {
             t_len: t as u32,
@@ -70,6 +85,9 @@ impl Pass<'_, '_> {
             window: cfg.sliding_window[layer].unwrap_or(0) as u32,
             scale: cfg.attention_scale(),
             sinks: 0,
+            chunk: cfg.attention_chunk[layer].unwrap_or(0) as u32,
+            temp_floor: temp.map_or(0.0, |t| t.floor_scale),
+            temp_scale: temp.map_or(0.0, |t| t.attn_scale),
         };
         attention(rec, &qb, &kb, &vb, &out, w.sinks.as_ref().map(GpuMatrix::vector), p);
         self.linear(rec, &out, &w.o, w.o_bias.as_ref(), x, true);
@@ -146,6 +164,9 @@ impl Pass<'_, '_> {
             window: 0,
             scale: cfg.attention_scale(),
             sinks: 0,
+            chunk: 0,
+            temp_floor: 0.0,
+            temp_scale: 0.0,
         };
         attention(rec, &qb, &keys, &kv, &out, None, p);
         self.linear(rec, &out, &w.o, w.o_bias.as_ref(), x, true);

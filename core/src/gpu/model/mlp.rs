@@ -69,7 +69,7 @@ impl Pass<'_, '_> {
             &m.experts.down,
             s,
             x,
-            ExpertExtras { biases, act: Some(cfg.expert_act) },
+            ExpertExtras { biases, act: Some(cfg.expert_act), input_scaled: cfg.expert_input_scaling },
         );
         if let Some(f) = &m.shared {
             let y = gpu.zeros(t * h);

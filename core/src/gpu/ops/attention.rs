@@ -1,4 +1,5 @@
-//! Causal softmax attention for GQA and MLA layouts, sliding windows included
+//! Causal softmax attention for GQA and MLA layouts, sliding windows, chunks and Llama-4's
+//! temperature included
 //! (`shaders/attention.wgsl`).
 
 use crate::gpu::context::{Bind, GpuBuffer, Recorder};
@@ -22,7 +23,12 @@ shader_params! {
     pub window: u32,
     pub scale: f32,
     /// 1: the `sinks` buffer's per-head logit joins each softmax (gpt-oss).
-    pub sinks: u32,}
+    pub sinks: u32,
+    /// Chunked attention's block (Llama-4); 0: none.
+    pub chunk: u32,
+    /// Llama-4's attention temperature: `floor_scale` (0: none) and `attn_scale`.
+    pub temp_floor: f32,
+    pub temp_scale: f32,}
 }
 
 /// Longest sequence the attention kernel takes (its scores live in 8 KiB of workgroup memory).

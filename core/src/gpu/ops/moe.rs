@@ -18,7 +18,8 @@ shader_params! {
     act: u32,
     bias: u32,
     alpha: f32,
-    limit: f32,}
+    limit: f32,
+    input_scaled: u32,}
 }
 
 /// What gpt-oss's experts add to the plain SwiGLU: biases (`gate_up [E, 2I]`, `down [E, H]`)
@@ -27,6 +28,8 @@ shader_params! {
 pub struct ExpertExtras<'a> {
     pub biases: Option<(&'a GpuBuffer, &'a GpuBuffer)>,
     pub act: Option<crate::config::ExpertAct>,
+    /// Llama-4: the routing weight scales the expert's input, not its output.
+    pub input_scaled: bool,
 }
 
 /// Scratch buffers of one MoE layer's dispatch, sized for `tokens` tokens.
@@ -95,6 +98,10 @@ pub fn moe_experts(
         "MoE dispatch: {experts} experts exceed the planner's {MAX_MOE_EXPERTS}"
     );
     let gpu = rec.gpu();
+    assert!(
+        !(extras.input_scaled && extras.biases.is_some()),
+        "MoE dispatch: input-scaled experts with biases are not a family's"
+    );
     let (act, alpha, limit) = match extras.act {
         Some(crate::config::ExpertAct::ClampedSwiglu { alpha, limit }) => (1, alpha, limit),
         _ => (0, 0.0, 0.0),
@@ -102,6 +109,8 @@ pub fn moe_experts(
     // The kernels always bind a bias buffer; without biases it is never read.
     let none = gpu.zeros(1);
     let (gu_bias, down_bias) = extras.biases.unwrap_or((&none, &none));
+    // Input-scaled experts read each slot's weight where the gate/up biases would be.
+    let gu_bias = if extras.input_scaled { &s.weights } else { gu_bias };
     let params = |e_first: usize, e_count: usize| MoeParams {
         act,
         bias: extras.biases.is_some() as u32,
@@ -115,6 +124,7 @@ pub fn moe_experts(
         max_rows: s.max_rows as u32,
         e_first: e_first as u32,
         e_count: e_count as u32,
+        input_scaled: extras.input_scaled as u32,
     };
     let u = gpu.uniform(&params(0, experts));
     rec.dispatch(
