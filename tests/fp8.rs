@@ -170,6 +170,7 @@ fn broken_float8_checkpoints_are_refused_naming_the_tensor() {
     let mut tensors = output_tensors(&q, q.layout, Storage::AsSource).unwrap();
     let router = tensors.iter().position(|t| t.name == "model.layers.0.mlp.gate.weight").unwrap();
     let fake = moegrow_core::checkpoint::OutputTensor {
+        pieces: None,
         name: "model.layers.0.mlp.gate.weight_scale_inv".into(),
         dtype: DType::F32,
         shape: vec![2, 4],

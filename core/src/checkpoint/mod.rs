@@ -10,7 +10,7 @@ mod writer;
 pub use header::{header_len, parse_header, Header, HeaderTensor, MAX_HEADER_BYTES};
 pub use writer::{
     header_bytes, parse_size, plan_files, write_checkpoint, write_safetensors, OutputTensor,
-    PlannedShard, WriteOptions, WriteSummary, COMPANION_FILES, INDEX_FILE, SINGLE_FILE,
+    Pieces, PlannedShard, WriteOptions, WriteSummary, COMPANION_FILES, INDEX_FILE, SINGLE_FILE,
 };
 
 use crate::config::ModelConfig;

@@ -36,6 +36,16 @@ pub struct OutputTensor<'a> {
     pub dtype: DType,
     pub shape: Vec<usize>,
     pub data: TensorProducer<'a>,
+    /// The same bytes in consecutive pieces (a stacked expert tensor, expert by expert): the
+    /// writer produces and writes them one at a time, so a 20 GB stacked tensor costs one
+    /// expert's bytes in memory, not twenty gigabytes. `data` still gives the whole.
+    pub pieces: Option<Pieces<'a>>,
+}
+
+/// A tensor's bytes as `count` consecutive pieces; `piece(i)` produces the `i`-th.
+pub struct Pieces<'a> {
+    pub count: usize,
+    pub piece: std::sync::Arc<dyn Fn(usize) -> Result<Cow<'a, [u8]>> + Send + Sync + 'a>,
 }
 
 /// Tensors are produced in groups of about this many bytes, in parallel, then written in
@@ -49,7 +59,12 @@ fn chunks(tensors: &[&OutputTensor]) -> Vec<std::ops::Range<usize>> {
     while start < tensors.len() {
         let mut end = start;
         let mut bytes = 0;
-        while end < tensors.len() && (end == start || bytes + tensors[end].nbytes() <= CHUNK_BYTES)
+        // A tensor written in pieces is a chunk of its own.
+        while end < tensors.len()
+            && (end == start
+                || (tensors[end].pieces.is_none()
+                    && tensors[end - 1].pieces.is_none()
+                    && bytes + tensors[end].nbytes() <= CHUNK_BYTES))
         {
             bytes += tensors[end].nbytes();
             end += 1;
@@ -60,19 +75,27 @@ fn chunks(tensors: &[&OutputTensor]) -> Vec<std::ops::Range<usize>> {
     out
 }
 
-/// Produce the tensors' bytes and hand them to `sink` in order. Natively a producer thread
-/// computes each chunk on all cores while the caller writes the previous one (at most two
-/// chunks in memory); in wasm it is a plain loop.
+/// Produce the tensors' bytes and hand them to `sink` in order, `(tensor, bytes, last piece)`:
+/// once per tensor, or once per piece of a tensor written in pieces. Natively a producer thread
+/// computes each chunk on all cores (a pieced tensor piece by piece) while the caller writes the
+/// previous one (at most two chunks or pieces in memory); in wasm it is a plain loop.
 fn produce_in_order<'t, 'a: 't>(
     tensors: &[&'t OutputTensor<'a>],
-    mut sink: impl FnMut(&'t OutputTensor<'a>, Cow<'t, [u8]>) -> Result<()>,
+    mut sink: impl FnMut(&'t OutputTensor<'a>, Cow<'t, [u8]>, bool) -> Result<()>,
 ) -> Result<()> {
     let ranges = chunks(tensors);
     #[cfg(target_arch = "wasm32")]
     {
         for r in ranges {
             for t in &tensors[r] {
-                sink(t, (t.data)()?)?;
+                match &t.pieces {
+                    Some(p) => {
+                        for i in 0..p.count {
+                            sink(t, (p.piece)(i)?, i + 1 == p.count)?;
+                        }
+                    }
+                    None => sink(t, (t.data)()?, true)?,
+                }
             }
         }
         Ok(())
@@ -80,22 +103,32 @@ fn produce_in_order<'t, 'a: 't>(
     #[cfg(not(target_arch = "wasm32"))]
     {
         use rayon::prelude::*;
+        type Item<'t> = (usize, Result<Cow<'t, [u8]>>, bool);
         std::thread::scope(|scope| {
-            let (tx, rx) = std::sync::mpsc::sync_channel::<(
-                std::ops::Range<usize>,
-                Vec<Result<Cow<'t, [u8]>>>,
-            )>(1);
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Item<'t>>>(1);
             scope.spawn(move || {
                 for r in ranges {
-                    let produced = tensors[r.clone()].par_iter().map(|t| (t.data)()).collect();
-                    if tx.send((r, produced)).is_err() {
-                        break; // the writer stopped on an error
+                    if let Some(p) = tensors[r.start].pieces.as_ref().filter(|_| r.len() == 1) {
+                        for i in 0..p.count {
+                            if tx.send(vec![(r.start, (p.piece)(i), i + 1 == p.count)]).is_err() {
+                                return; // the writer stopped on an error
+                            }
+                        }
+                        continue;
+                    }
+                    let produced: Vec<Item<'t>> = r
+                        .clone()
+                        .into_par_iter()
+                        .map(|i| (i, (tensors[i].data)(), true))
+                        .collect();
+                    if tx.send(produced).is_err() {
+                        break;
                     }
                 }
             });
-            for (r, produced) in rx {
-                for (t, data) in tensors[r].iter().zip(produced) {
-                    sink(t, data?)?;
+            for items in rx {
+                for (i, data, last) in items {
+                    sink(tensors[i], data?, last)?;
                 }
             }
             Ok(())
@@ -274,19 +307,25 @@ pub fn write_safetensors(
     let mut w = std::io::BufWriter::with_capacity(8 << 20, file);
     w.write_all(header).map_err(|e| Error::io(path, e))?;
     let mut total = header.len() as u64;
-    produce_in_order(tensors, |t, data| {
-        if data.len() != t.nbytes() {
+    // Bytes of the current tensor so far (several pieces for a tensor written in pieces).
+    let mut so_far = 0usize;
+    produce_in_order(tensors, |t, data, last| {
+        so_far += data.len();
+        if so_far > t.nbytes() || (last && so_far != t.nbytes()) {
             return Err(Error::Tensor {
                 file: path.display().to_string(),
                 tensor: t.name.clone(),
                 reason: format!(
                     "produced {} bytes, but dtype {} and shape {:?} need {}",
-                    data.len(),
+                    if last { so_far } else { so_far.max(data.len()) },
                     t.dtype.name(),
                     t.shape,
                     t.nbytes()
                 ),
             });
+        }
+        if last {
+            so_far = 0;
         }
         w.write_all(&data).map_err(|e| Error::io(path, e))?;
         total += data.len() as u64;
@@ -428,6 +467,7 @@ mod tests {
     fn t(name: &str, n: usize) -> OutputTensor<'static> {
         let v: Vec<u8> = (0..n * 4).map(|i| i as u8).collect();
         OutputTensor {
+            pieces: None,
             name: name.into(),
             dtype: DType::F32,
             shape: vec![n],
@@ -463,12 +503,59 @@ mod tests {
         assert_eq!(st.tensor("b").unwrap().data()[..4], [0, 1, 2, 3]);
     }
 
+    /// A tensor of `n` f32s in `count` pieces, each produced on its own (and counted).
+    fn pieced(name: &str, n: usize, count: usize, calls: &'static std::sync::atomic::AtomicUsize) -> OutputTensor<'static> {
+        let whole: Vec<u8> = (0..n * 4).map(|i| (i * 7) as u8).collect();
+        let per = n * 4 / count;
+        let w = whole.clone();
+        OutputTensor {
+            name: name.into(),
+            dtype: DType::F32,
+            shape: vec![n],
+            data: Box::new(move || Ok(Cow::Owned(whole.clone()))),
+            pieces: Some(Pieces {
+                count,
+                piece: std::sync::Arc::new(move |i| {
+                    calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    Ok(Cow::Owned(w[i * per..(i + 1) * per].to_vec()))
+                }),
+            }),
+        }
+    }
+
+    #[test]
+    fn a_tensor_in_pieces_is_written_piece_by_piece_as_the_whole() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static CALLS: AtomicUsize = AtomicUsize::new(0);
+        let dir = tempfile::tempdir().unwrap();
+        let tensors = vec![t("a", 3), pieced("b", 24, 4, &CALLS), t("c", 5), pieced("d", 8, 2, &CALLS)];
+        write_checkpoint(&dir.path().join("p"), "{}", &tensors, None, &WriteOptions::default(), |_| {}).unwrap();
+        assert_eq!(CALLS.load(Ordering::Relaxed), 6, "each piece produced once, `data` never");
+        let bytes = std::fs::read(dir.path().join("p").join(SINGLE_FILE)).unwrap();
+        let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        for t in &tensors {
+            assert_eq!(st.tensor(&t.name).unwrap().data(), &(t.data)().unwrap()[..], "{}", t.name);
+        }
+        // Pieces that do not add up to the tensor are refused by name, and nothing is left.
+        static NONE: AtomicUsize = AtomicUsize::new(0);
+        let mut short = pieced("short", 24, 4, &NONE);
+        if let Some(p) = &mut short.pieces {
+            p.count = 3;
+        }
+        let err = write_checkpoint(&dir.path().join("q"), "{}", &[short], None, &WriteOptions::default(), |_| {})
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`short`") && err.contains("produced 72 bytes"), "{err}");
+        assert!(!dir.path().join("q").exists());
+    }
+
     #[test]
     fn a_failing_tensor_leaves_nothing_behind() {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("ckpt");
         let mut tensors = vec![t("a", 4)];
         tensors.push(OutputTensor {
+            pieces: None,
             name: "bad".into(),
             dtype: DType::F32,
             shape: vec![2],

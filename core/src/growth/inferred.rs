@@ -786,6 +786,7 @@ pub fn grow<'a>(
     let new_l = plan.sources.len();
     let mut out: Vec<OutputTensor<'a>> = Vec::new();
     let copy = |name: String, from: &'a RawTensor| OutputTensor {
+        pieces: None,
         name,
         dtype: from.dtype,
         shape: from.shape.clone(),
@@ -831,6 +832,7 @@ pub fn grow<'a>(
             let key = name_key(r);
             let layer_key = j as u64;
             Ok(OutputTensor {
+                pieces: None,
                 name: name.clone(),
                 dtype: t.dtype,
                 shape,
@@ -863,6 +865,7 @@ pub fn grow<'a>(
                             out.push(copy(name, t));
                         } else {
                             out.push(OutputTensor {
+                                pieces: None,
                                 name: name.clone(),
                                 dtype: t.dtype,
                                 shape: t.shape.clone(),
@@ -882,6 +885,7 @@ pub fn grow<'a>(
                     let key = name_key(n);
                     let layer_key = j as u64;
                     out.push(OutputTensor {
+                        pieces: None,
                         name: name.clone(),
                         dtype: t.dtype,
                         shape,

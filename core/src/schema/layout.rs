@@ -10,7 +10,7 @@
 //! [`assemble`].
 
 use super::{schema, Kind, Spec, TensorSource};
-use crate::checkpoint::OutputTensor;
+use crate::checkpoint::{OutputTensor, Pieces};
 use crate::config::ModelConfig;
 use crate::dtype::{convert, encode_f32, DType};
 use crate::error::{Error, Result};
@@ -576,6 +576,7 @@ pub fn output_tensors<'a, S: TensorSource + ?Sized>(
             };
             let requant2 = requant.clone();
             out.push(OutputTensor {
+                pieces: None,
                 name: names.0,
                 dtype: if mx { DType::U8 } else { q.value_dtype() },
                 shape: shapes.0,
@@ -589,6 +590,7 @@ pub fn output_tensors<'a, S: TensorSource + ?Sized>(
                 }),
             });
             out.push(OutputTensor {
+                pieces: None,
                 name: names.1,
                 dtype: if mx { DType::U8 } else { q.scale_dtype },
                 shape: shapes.1,
@@ -628,7 +630,56 @@ pub fn output_tensors<'a, S: TensorSource + ?Sized>(
             )));
         }
         let arrange = arranged(cfg, role);
+        // A stacked expert tensor is written expert by expert (each expert's parts converted,
+        // dequantised or rearranged on their own), so the writer holds one expert's bytes,
+        // never the whole stack: Llama-4 Maverick's is 21 GB in bf16.
+        let pieces = leaf_parts(cfg, role).filter(|p| !p.is_empty()).map(|parts| {
+            let per = parts.len() / cfg.moe.num_experts.max(1);
+            let piece = move |x: usize| -> Result<Cow<'a, [u8]>> {
+                let mut out = Vec::new();
+                for &p in &parts[x * per..(x + 1) * per] {
+                    let b = if quant.is_some() {
+                        Cow::Owned(encode_f32(to, &src.read_f32(p)?))
+                    } else {
+                        convert(from, to, src.read(p)?)
+                    };
+                    out.extend_from_slice(&b);
+                    src.release(p);
+                }
+                if arrange {
+                    out = to_disk(src.config(), role, Stored::Values(to), Cow::Owned(out))?;
+                }
+                Ok(Cow::Owned(out))
+            };
+            Pieces {
+                count: cfg.moe.num_experts,
+                piece: std::sync::Arc::new(piece),
+            }
+        });
+        if let Some(p) = pieces {
+            let piece = p.piece.clone();
+            let count = p.count;
+            out.push(OutputTensor {
+                pieces: Some(p),
+                name: d.name,
+                dtype: to,
+                shape: d.shape,
+                data: Box::new(move || {
+                    let mut whole = Vec::new();
+                    for x in 0..count {
+                        let b = piece(x)?;
+                        if whole.is_empty() {
+                            whole.reserve_exact(b.len() * count);
+                        }
+                        whole.extend_from_slice(&b);
+                    }
+                    Ok(Cow::Owned(whole))
+                }),
+            });
+            continue;
+        }
         out.push(OutputTensor {
+            pieces: None,
             name: d.name,
             dtype: to,
             shape: d.shape,

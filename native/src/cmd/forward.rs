@@ -98,6 +98,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             let bytes = encode_f32(DType::F32, &logits.data);
             let bytes = &bytes[..];
             let tensor = OutputTensor {
+                pieces: None,
                 name: "logits".into(),
                 dtype: DType::F32,
                 shape: vec![t, v],

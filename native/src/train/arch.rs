@@ -14,7 +14,9 @@ pub struct Slot {
 }
 
 /// The architecture of a trainable model: the families with standard (GQA) attention —
-/// Qwen3-MoE, Qwen2-MoE, Mixtral and OLMoE — and every routing variant `core` parses.
+/// Qwen3-MoE, Qwen2-MoE, Mixtral, OLMoE, MiniMax-M2, GLM-4.5 and Llama-4 (interleaved RoPE,
+/// NoPE layers with their temperature, chunked attention, the weightless q/k norm,
+/// input-scaled experts) — and every routing variant `core` parses.
 #[derive(Debug, Clone)]
 pub struct Arch {
     pub config: ModelConfig,
@@ -41,18 +43,6 @@ impl Arch {
         if config.attention_sinks || config.expert_bias || config.router_logit_bias {
             bail!(
                 "training does not support {} checkpoints: the trainer's blocks have no attention sinks, router bias, expert biases or clamped SwiGLU (forward, grow and convert do)",
-                config.family.name()
-            );
-        }
-        if config.rope_interleave
-            || config.rope_layers.contains(&false)
-            || config.attention_chunk.iter().any(Option::is_some)
-            || config.expert_input_scaling
-            || qk_norm == QkNorm::L2AfterRope
-            || !config.carried.is_empty()
-        {
-            bail!(
-                "training does not support {} checkpoints yet: the trainer's blocks have no interleaved RoPE, NoPE layers with attention temperature, chunked attention, L2 q/k norm or input-scaled experts (forward, grow and convert do)",
                 config.family.name()
             );
         }

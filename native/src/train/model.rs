@@ -51,6 +51,8 @@ pub struct MoeView {
     pub shared: Option<FfnView>,
     /// Qwen2-MoE's `[1, H]` sigmoid gate on the shared expert.
     pub shared_gate: Option<Tensor<2>>,
+    /// Llama-4: the routing weight scales each expert's input, not its output.
+    pub input_scaled: bool,
 }
 
 /// What one forward pass returns.
@@ -104,6 +106,33 @@ impl RopeTables {
         parts.extend(rest);
         Tensor::cat(parts, 3)
     }
+
+    /// Rotate `x [B, heads, T, d]` on the interleaved pairs `(2i, 2i + 1)` (Llama-4's complex
+    /// RoPE): pair `i` turns by the same angle as `rotate_half`'s `(i, i + d/2)`.
+    fn apply_interleaved(&self, x: Tensor<4>) -> Tensor<4> {
+        let [b, h, t, d] = x.dims();
+        let half = self.cos.dims()[3];
+        assert_eq!(2 * half, d, "interleaved RoPE rotates the whole head");
+        let pairs = x.reshape([b, h, t, half, 2]);
+        let even = pairs.clone().narrow(4, 0, 1);
+        let odd = pairs.narrow(4, 1, 1);
+        let table = |m: &Tensor<4>| -> Tensor<5> {
+            let m = if t == self.len { m.clone() } else { m.clone().slice([0..1, 0..1, 0..t, 0..half]) };
+            m.unsqueeze_dim::<5>(4)
+        };
+        let (c, s) = (table(&self.cos), table(&self.sin));
+        let out = Tensor::cat(
+            vec![even.clone() * c.clone() - odd.clone() * s.clone(), odd * c + even * s],
+            4,
+        );
+        out.reshape([b, h, t, d])
+    }
+}
+
+/// Llama-4's weightless q/k norm over the last dimension: `x / sqrt(mean(x²) + eps)`.
+fn l2_norm<const D: usize>(x: Tensor<D>, eps: f32) -> Tensor<D> {
+    let ms = x.clone().square().mean_dim(D - 1);
+    x * (ms + eps as f64).sqrt().recip()
 }
 
 /// RMSNorm over the last dimension (computed in f32, as transformers does).
@@ -189,6 +218,7 @@ impl Net {
             down: self.get(&m.experts.down),
             shared: m.shared.as_ref().map(|f| self.ffn(f)),
             shared_gate: m.shared_gate.as_ref().map(|g| self.get(g)),
+            input_scaled: arch.config.expert_input_scaling,
         })
     }
 
@@ -206,14 +236,20 @@ impl Net {
         let n = b * t;
         let ids = tokens.reshape([n]);
         let mut x = self.get::<2>(&w.embed).select(0, ids); // [N, H]
-        let mask = causal_mask(t, cfg.sliding_window.clone(), &x.device());
+        let mask = causal_mask(t, cfg.sliding_window.clone(), cfg.attention_chunk.clone(), &x.device());
+        // Llama-4's NoPE layers scale each position's queries by the attention temperature.
+        let temperature = cfg.attn_temperature.map(|temp| {
+            let v: Vec<f32> = (0..t).map(|p| temp.at(p)).collect();
+            Tensor::<4>::from_data(TensorData::new(v, [1, 1, t, 1]), &x.device())
+        });
         let mut routing = Vec::new();
         for (l, layer) in w.layers.iter().enumerate() {
             let Attention::Standard(attn) = &layer.attention else {
                 anyhow::bail!("internal: the trainer builds standard attention only");
             };
             let normed = rms_norm(x.clone(), self.get(&layer.input_norm), cfg.rms_norm_eps);
-            x = x + self.attention(arch, attn, normed, b, t, rope, &mask[l]);
+            let temp = temperature.as_ref().filter(|_| !cfg.rope_layers[l]);
+            x = x + self.attention(arch, attn, normed, b, t, rope, &mask[l], cfg.rope_layers[l], temp);
             let normed = rms_norm(x.clone(), self.get(&layer.post_attn_norm), cfg.rms_norm_eps);
             let mlp = match &layer.mlp {
                 Mlp::Moe(_) => {
@@ -242,6 +278,8 @@ impl Net {
         t: usize,
         rope: &RopeTables,
         mask: &Tensor<4>,
+        uses_rope: bool,
+        temperature: Option<&Tensor<4>>,
     ) -> Tensor<2> {
         let cfg = &arch.config;
         let (nh, nkv, d) = (cfg.num_heads, cfg.num_kv_heads, cfg.head_dim);
@@ -282,8 +320,20 @@ impl Net {
             let (qn, kn) = norms();
             (q, k) = (rms_norm(q, qn, eps), rms_norm(k, kn, eps));
         }
-        let q = rope.apply(q.swap_dims(1, 2));
-        let k = rope.apply(k.swap_dims(1, 2));
+        let (mut q, mut k) = (q.swap_dims(1, 2), k.swap_dims(1, 2));
+        if uses_rope {
+            (q, k) = if cfg.rope_interleave {
+                (rope.apply_interleaved(q), rope.apply_interleaved(k))
+            } else {
+                (rope.apply(q), rope.apply(k))
+            };
+            if arch.qk_norm == QkNorm::L2AfterRope {
+                (q, k) = (l2_norm(q, eps), l2_norm(k, eps));
+            }
+        }
+        if let Some(temp) = temperature {
+            q = q * temp.clone();
+        }
         let v = v.reshape([b, t, nkv, d]).swap_dims(1, 2);
         // Grouped-query attention: each kv head serves `nh / nkv` query heads.
         let group = nh / nkv;
@@ -309,12 +359,20 @@ impl Net {
 }
 
 /// Additive attention masks `[1, 1, T, T]` per layer: 0 where a query may attend, −∞ above the
-/// diagonal and outside a sliding window (key `j` is visible from `i` when `i − w < j ≤ i`).
-fn causal_mask(t: usize, windows: Vec<Option<usize>>, device: &Device) -> Vec<Tensor<4>> {
-    let build = |w: Option<usize>| {
+/// diagonal, outside a sliding window (key `j` is visible from `i` when `i − w < j ≤ i`) and
+/// outside the query's chunk (Llama-4: `j` and `i` in the same `c`-sized block).
+fn causal_mask(
+    t: usize,
+    windows: Vec<Option<usize>>,
+    chunks: Vec<Option<usize>>,
+    device: &Device,
+) -> Vec<Tensor<4>> {
+    let build = |(w, c): (Option<usize>, Option<usize>)| {
         let mut m = vec![0f32; t * t];
         for i in 0..t {
-            let lo = w.map_or(0, |w| (i + 1).saturating_sub(w));
+            let lo = w
+                .map_or(0, |w| (i + 1).saturating_sub(w))
+                .max(c.map_or(0, |c| i / c * c));
             for j in 0..t {
                 if j > i || j < lo {
                     m[i * t + j] = f32::NEG_INFINITY;
@@ -323,9 +381,10 @@ fn causal_mask(t: usize, windows: Vec<Option<usize>>, device: &Device) -> Vec<Te
         }
         Tensor::<4>::from_data(TensorData::new(m, [1, 1, t, t]), device)
     };
-    let mut cache: Vec<(Option<usize>, Tensor<4>)> = Vec::new();
+    let mut cache: Vec<((Option<usize>, Option<usize>), Tensor<4>)> = Vec::new();
     windows
         .into_iter()
+        .zip(chunks)
         .map(|w| {
             if let Some((_, m)) = cache.iter().find(|(k, _)| *k == w) {
                 return m.clone();

@@ -182,7 +182,11 @@ pub(crate) fn dispatch_per_expert(
         .collect();
     let tokens = Tensor::<1, Int>::from_data(TensorData::new(tokens, [m]), &device);
     let slots = Tensor::<1, Int>::from_data(TensorData::new(slots, [m]), &device);
-    let xs = x.select(0, tokens.clone()); // [M, H], expert-sorted
+    let w = weights.reshape([m]).select(0, slots).unsqueeze_dim::<2>(1);
+    let mut xs = x.select(0, tokens.clone()); // [M, H], expert-sorted
+    if moe.input_scaled {
+        xs = xs * w.clone();
+    }
     let mut outs = Vec::new();
     let mut off = 0;
     for (e, list) in lists.iter().enumerate() {
@@ -197,8 +201,8 @@ pub(crate) fn dispatch_per_expert(
         off += c;
     }
     let ys = Tensor::cat(outs, 0);
-    let w = weights.reshape([m]).select(0, slots).unsqueeze_dim::<2>(1);
-    Tensor::<2>::zeros([n, h], &device).select_assign(0, tokens, ys * w, IndexingUpdateOp::Add)
+    let ys = if moe.input_scaled { ys } else { ys * w };
+    Tensor::<2>::zeros([n, h], &device).select_assign(0, tokens, ys, IndexingUpdateOp::Add)
 }
 
 /// Our WGSL kernels (`shaders/grouped_matmul.wgsl`) on the wgpu backend: each expert's rows
@@ -216,10 +220,10 @@ fn dispatch_wgsl(
     let plan = TilePlan::new(&counts);
     let base: Vec<usize> = plan.tile_start.iter().map(|&t| t as usize * TILE).collect();
     let rows = PaddedRows::new(lists, &base, plan.rows(), n, k, &x.device());
-    let xs = rows.gather(x);
+    let xs = rows.gather(x, &weights, moe.input_scaled);
     let gu = grouped_linear_wgsl(xs, moe.gate_up.clone(), plan.clone())?;
     let y = grouped_linear_wgsl(swiglu_halves(gu), moe.down.clone(), plan)?;
-    Ok(rows.scatter(y, weights))
+    Ok(rows.scatter(y, weights, moe.input_scaled))
 }
 
 /// burn's own ops, batched: the given experts' rows padded to `cap` (padding rows read a zero
@@ -255,12 +259,12 @@ fn batched_group(
     let base: Vec<usize> = (0..g).map(|e| e * cap).collect();
     let owned: Vec<Vec<(usize, usize)>> = group.into_iter().cloned().collect();
     let rows = PaddedRows::new(&owned, &base, g * cap, n, k, &device);
-    let xs = rows.gather(x).reshape([g, cap, h]);
+    let xs = rows.gather(x, &weights, moe.input_scaled).reshape([g, cap, h]);
     let gu = xs.matmul(gate_up.swap_dims(1, 2));
     let y = swiglu_halves(gu)
         .matmul(down.swap_dims(1, 2))
         .reshape([g * cap, h]);
-    rows.scatter(y, weights)
+    rows.scatter(y, weights, moe.input_scaled)
 }
 
 /// Every expert padded to the largest group `cap`, one batched product per projection.
@@ -365,25 +369,36 @@ impl PaddedRows {
         }
     }
 
-    /// The rows' inputs: `x [N, H]` gathered, padding rows zero.
-    fn gather(&self, x: Tensor<2>) -> Tensor<2> {
+    /// The rows' inputs: `x [N, H]` gathered, padding rows zero; with `scaled` (Llama-4) each
+    /// row times its routing weight.
+    fn gather(&self, x: Tensor<2>, weights: &Tensor<2>, scaled: bool) -> Tensor<2> {
         let [_, h] = x.dims();
         let device = x.device();
-        Tensor::cat(vec![x, Tensor::zeros([1, h], &device)], 0).select(0, self.token.clone())
+        let xs = Tensor::cat(vec![x, Tensor::zeros([1, h], &device)], 0).select(0, self.token.clone());
+        if scaled {
+            xs * self.row_weights(weights.clone())
+        } else {
+            xs
+        }
     }
 
-    /// Weight each row's output `y [rows, H]` by its routing weight and add it to its token.
-    fn scatter(self, y: Tensor<2>, weights: Tensor<2>) -> Tensor<2> {
+    /// Each row's routing weight `[rows, 1]` (padding rows 0).
+    fn row_weights(&self, weights: Tensor<2>) -> Tensor<2> {
         let [n, k] = weights.dims();
+        let device = weights.device();
+        let w_pad = Tensor::cat(vec![weights.reshape([n * k]), Tensor::zeros([1], &device)], 0);
+        w_pad.select(0, self.slot.clone()).unsqueeze_dim::<2>(1)
+    }
+
+    /// Add each row's output `y [rows, H]` to its token, weighted by its routing weight unless
+    /// the weight already scaled the row's input (`scaled`).
+    fn scatter(self, y: Tensor<2>, weights: Tensor<2>, scaled: bool) -> Tensor<2> {
+        let [n, _] = weights.dims();
         let [_, h] = y.dims();
         let device = y.device();
-        let w_pad = Tensor::cat(
-            vec![weights.reshape([n * k]), Tensor::zeros([1], &device)],
-            0,
-        );
-        let w = w_pad.select(0, self.slot).unsqueeze_dim::<2>(1);
+        let y = if scaled { y } else { y * self.row_weights(weights) };
         Tensor::<2>::zeros([n + 1, h], &device)
-            .select_assign(0, self.token, y * w, IndexingUpdateOp::Add)
+            .select_assign(0, self.token, y, IndexingUpdateOp::Add)
             .slice([0..n, 0..h])
     }
 }

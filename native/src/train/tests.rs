@@ -69,6 +69,12 @@ const TRAINABLE: &[&str] = &[
     "hub/glm-4.5-air-qk-norm",
     // MiniMax-M2.5: full-width q/k norm, partial rotary, sigmoid routing with the bias on the block.
     "hub/minimax-m2.5",
+    // Llama-4: interleaved RoPE with the L2 q/k norm and chunks of 4 on the RoPE layers, the
+    // temperature on the NoPE layer, input-scaled top-1 experts, dense layers (Maverick), the
+    // multimodal wrapper (its vision tower carried, not trained).
+    "hub/llama4-scout",
+    "hub/llama4-maverick",
+    "hub/llama4-scout-text",
 ];
 
 #[test]
@@ -207,13 +213,19 @@ fn loss_and_grads(name: &str, device: Device) -> (f32, Vec<(String, Vec<f32>)>) 
 
 #[test]
 fn cpu_and_gpu_backends_give_the_same_loss_and_gradients() {
-    let name = "qwen3_moe_experts_f32";
+    // Llama-4: the WGSL grouped dispatch with input-scaled experts, interleaved RoPE, chunks.
+    for name in ["qwen3_moe_experts_f32", "hub/llama4-maverick"] {
+        same_loss_and_gradients_on_cpu_and_gpu(name);
+    }
+}
+
+fn same_loss_and_gradients_on_cpu_and_gpu(name: &str) {
     let (cpu_loss, cpu) = loss_and_grads(name, Device::flex().autodiff());
     let (gpu_device, _) = super::run::open_device("gpu").expect("a wgpu adapter (lavapipe in CI)");
     let (gpu_loss, gpu) = loss_and_grads(name, gpu_device.autodiff());
     assert!(
         (cpu_loss - gpu_loss).abs() < 1e-4,
-        "loss: cpu {cpu_loss} gpu {gpu_loss}"
+        "{name}: loss: cpu {cpu_loss} gpu {gpu_loss}"
     );
     assert_eq!(cpu.len(), gpu.len());
     for ((id, a), (_, b)) in cpu.iter().zip(&gpu) {
@@ -221,7 +233,7 @@ fn cpu_and_gpu_backends_give_the_same_loss_and_gradients() {
         for (i, (x, y)) in a.iter().zip(b).enumerate() {
             assert!(
                 (x - y).abs() <= 1e-3 * scale + 1e-6,
-                "gradient of parameter {id} element {i}: cpu {x} gpu {y} (scale {scale})"
+                "{name}: gradient of parameter {id} element {i}: cpu {x} gpu {y} (scale {scale})"
             );
         }
     }
@@ -387,8 +399,11 @@ fn batched_and_per_expert_cpu_dispatch_agree() {
     }
     let cap = lists.iter().map(|l| l.len()).max().unwrap();
     let i = arch.config.moe.intermediate;
-    let run = |batched: bool| {
-        let moe = &net.moe(&arch, 0).unwrap();
+    // `scaled`: Llama-4's routing weight on the expert's input.
+    let run = |batched: bool, scaled: bool| {
+        let mut moe = net.moe(&arch, 0).unwrap();
+        moe.input_scaled = scaled;
+        let moe = &moe;
         let x = Tensor::<2>::from_data(TensorData::new(seeded(n * h, 7), [n, h]), &device)
             .require_grad();
         let w = Tensor::<2>::from_data(TensorData::new(seeded(n * k, 8), [n, k]), &device)
@@ -423,11 +438,16 @@ fn batched_and_per_expert_cpu_dispatch_agree() {
             .to_vec();
         (yv, gx, gw, gate)
     };
-    let (a, b) = (run(false), run(true));
-    assert_close("output", &[n, h], &a.0, &b.0, 1e-5);
-    assert_close("input gradient", &[n, h], &a.1, &b.1, 1e-5);
-    assert_close("routing-weight gradient", &[n, k], &a.2, &b.2, 1e-5);
-    assert_close("expert 1 gate gradient", &[i, h], &a.3, &b.3, 1e-5);
+    for scaled in [false, true] {
+        let (a, b) = (run(false, scaled), run(true, scaled));
+        let what = |w: &str| format!("{w} (input-scaled: {scaled})");
+        assert_close(&what("output"), &[n, h], &a.0, &b.0, 1e-5);
+        assert_close(&what("input gradient"), &[n, h], &a.1, &b.1, 1e-5);
+        assert_close(&what("routing-weight gradient"), &[n, k], &a.2, &b.2, 1e-5);
+        assert_close(&what("expert 1 gate gradient"), &[i, h], &a.3, &b.3, 1e-5);
+    }
+    let (plain, scaled) = (run(false, false), run(false, true));
+    assert!(plain.0.iter().zip(&scaled.0).any(|(a, b)| (a - b).abs() > 1e-3), "input scaling changes nothing");
 }
 
 /// The CPU dispatch that training uses (experts grouped by load, one batched product per
@@ -455,8 +475,10 @@ fn load_grouped_cpu_dispatch_agrees_with_the_per_expert_one() {
         lists[second].push((t, 1));
     }
     assert!(lists[e - 1].is_empty() && lists[0].len() > 2 * lists[2].len());
-    let run = |grouped: bool| {
-        let moe = &net.moe(&arch, 0).unwrap();
+    let run = |grouped: bool, scaled: bool| {
+        let mut moe = net.moe(&arch, 0).unwrap();
+        moe.input_scaled = scaled;
+        let moe = &moe;
         let x = Tensor::<2>::from_data(TensorData::new(seeded(n * h, 17), [n, h]), &device)
             .require_grad();
         let w = Tensor::<2>::from_data(TensorData::new(seeded(n * k, 18), [n, k]), &device)
@@ -480,11 +502,14 @@ fn load_grouped_cpu_dispatch_agrees_with_the_per_expert_one() {
             .unwrap();
         (yv, gx, gw, gu)
     };
-    let (a, b) = (run(false), run(true));
-    assert_close("output", &[n, h], &b.0, &a.0, 1e-5);
-    assert_close("input gradient", &[n, h], &b.1, &a.1, 1e-5);
-    assert_close("routing-weight gradient", &[n, k], &b.2, &a.2, 1e-5);
-    assert_close("gate-up gradient", &[e, 2 * i, h], &b.3, &a.3, 1e-5);
+    for scaled in [false, true] {
+        let (a, b) = (run(false, scaled), run(true, scaled));
+        let what = |w: &str| format!("{w} (input-scaled: {scaled})");
+        assert_close(&what("output"), &[n, h], &b.0, &a.0, 1e-5);
+        assert_close(&what("input gradient"), &[n, h], &b.1, &a.1, 1e-5);
+        assert_close(&what("routing-weight gradient"), &[n, k], &b.2, &a.2, 1e-5);
+        assert_close(&what("gate-up gradient"), &[e, 2 * i, h], &b.3, &a.3, 1e-5);
+    }
 }
 
 /// Training GLM-4.5 (its real hub config): the routed weights, router and attention move, the
@@ -560,14 +585,55 @@ fn gpt_oss_is_refused_by_the_trainer_with_the_reason() {
     }
 }
 
-/// Llama-4's blocks (interleaved RoPE, NoPE layers with a temperature, chunked attention, the
-/// weightless q/k norm, input-scaled experts) are not the trainer's yet: `train` refuses the
-/// wrapped and the text-only checkpoint up front, naming what is missing.
+/// Llama-4 trains: its router, experts (through the input scaling), shared expert and
+/// attention move; the vision tower comes back byte for byte and the saved checkpoint is still a
+/// Llama-4 multimodal one.
 #[test]
-fn llama4_is_refused_by_the_trainer_with_the_reason() {
-    for name in ["hub/llama4-scout", "hub/llama4-maverick", "hub/llama4-scout-text"] {
-        let ckpt = moegrow_core::Checkpoint::open(fixture(name)).unwrap();
-        let err = Arch::new(&ckpt.config).unwrap_err().to_string();
-        assert!(err.contains("Llama-4") && err.contains("interleaved RoPE") && err.contains("input-scaled"), "{name}: {err}");
+fn llama4_trains_and_carries_its_vision_tower() {
+    use super::batches::Batches;
+    use super::config::TrainConfig;
+    use super::run::Trainer;
+    let dir = fixture("hub/llama4-scout");
+    let src = moegrow_core::Checkpoint::open(&dir).unwrap();
+    let host = HostWeights::from_checkpoint(&src).unwrap();
+    let cfg = TrainConfig {
+        steps: 3,
+        batch_size: 2,
+        seq_len: 12,
+        warmup: 0,
+        lr: 1e-2,
+        ..TrainConfig::default()
+    };
+    let device = Device::flex();
+    let mut t = Trainer::new(cfg, host, 0.0, device.autodiff(), "cpu".into()).unwrap();
+    let tokens: Vec<u32> = (0..400u32).map(|i| (i * 37 + i / 7) % 96).collect();
+    let mut data = Batches::new(tokens, 12, 0).unwrap();
+    for _ in 0..3 {
+        let (ce, _, norm, _) = t.step(&mut data).unwrap();
+        assert!(ce.is_finite() && norm > 0.0, "loss {ce}, grad norm {norm}");
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("trained");
+    t.save(&out, &[], false).unwrap();
+    let back = moegrow_core::Checkpoint::open(&out).unwrap();
+    assert!(back.config.wrapper.is_some(), "still the multimodal checkpoint");
+    let mut moved = Vec::new();
+    for e in src.entries() {
+        let b = back.entry(e.role).unwrap_or_else(|err| panic!("{}: {err}", e.name));
+        assert_eq!(b.name, e.name);
+        let equal = src.bytes(e.role).unwrap() == back.bytes(b.role).unwrap();
+        if matches!(e.role, moegrow_core::Role::Carried(_)) {
+            assert!(equal, "{}: the tower changed", e.name);
+        } else if !equal {
+            moved.push(e.name.clone());
+        }
+    }
+    for want in [
+        "feed_forward.router.weight",
+        "feed_forward.experts.gate_up_proj",
+        "feed_forward.shared_expert.down_proj.weight",
+        "self_attn.q_proj.weight",
+    ] {
+        assert!(moved.iter().any(|n| n.ends_with(want)), "{want} did not train: {moved:?}");
     }
 }

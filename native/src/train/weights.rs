@@ -31,6 +31,9 @@ pub struct HostWeights {
     /// parameter `i` of the burn model is tensor `i` ([`super::arch::Arch::slots`]).
     pub tensors: Vec<HostTensor>,
     by_role: HashMap<Role, usize>,
+    /// The towers outside the language model (Llama-4's vision model), as stored: not
+    /// trained, written back byte for byte.
+    carried: Vec<(DType, Vec<u8>)>,
 }
 
 impl HostWeights {
@@ -51,11 +54,18 @@ impl HostWeights {
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
         let by_role = tensors.iter().enumerate().map(|(i, t)| (t.role, i)).collect();
+        let carried = (0..config.carried.len())
+            .map(|i| {
+                let r = Role::Carried(i);
+                Ok((src.dtype_of(r)?, src.read(r)?.into_owned()))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
         Ok(HostWeights {
             config,
             layout,
             tensors,
             by_role,
+            carried,
         })
     }
 
@@ -74,6 +84,13 @@ impl HostWeights {
     pub fn export(&self) -> Vec<OutputTensor<'_>> {
         layout::output_tensors(self, self.layout, layout::Storage::AsSource)
             .expect("host weights hold every tensor of their schema")
+    }
+
+    fn carried_tensor(&self, role: Role) -> Option<&(DType, Vec<u8>)> {
+        match role {
+            Role::Carried(i) => self.carried.get(i),
+            _ => None,
+        }
     }
 
     /// The leaf `role` is (or is a part of) and the element range it covers.
@@ -98,9 +115,15 @@ impl TensorSource for HostWeights {
         &self.config
     }
     fn dtype_of(&self, role: Role) -> moegrow_core::Result<DType> {
+        if let Some((d, _)) = self.carried_tensor(role) {
+            return Ok(*d);
+        }
         Ok(self.locate(role)?.0.dtype)
     }
     fn read(&self, role: Role) -> moegrow_core::Result<Cow<'_, [u8]>> {
+        if let Some((_, b)) = self.carried_tensor(role) {
+            return Ok(Cow::Borrowed(b));
+        }
         let (t, range) = self.locate(role)?;
         Ok(Cow::Owned(encode_f32(t.dtype, &t.values[range])))
     }
