@@ -194,3 +194,19 @@ fn llama4_hub_configs() {
     assert!(matches!(maverick.attention, Attention::Standard { qk_norm: QkNorm::None, .. }));
     assert!(matches!(maverick.rope.scaling, RopeScaling::Default));
 }
+
+/// Qwen3-Next as the hub ships it: the hybrid pattern given as `full_attention_interval` (no
+/// `layer_types`), 512 experts top-10 with a gated shared expert, a quarter of each head rotated.
+#[test]
+fn qwen3_next_hub_config() {
+    let c = hub("Qwen3-Next-80B-A3B-Instruct");
+    assert_eq!(c.family, Family::Qwen3Next);
+    let full: Vec<usize> = (0..c.num_layers).filter(|&i| !c.linear_layers[i]).collect();
+    assert_eq!(full, (3..48).step_by(4).collect::<Vec<_>>());
+    let la = c.linear_attention.unwrap();
+    assert_eq!((la.key_heads, la.value_heads, la.key_head_dim, la.value_head_dim, la.conv_kernel), (16, 32, 128, 128, 4));
+    assert_eq!((c.moe.num_experts, c.moe.top_k), (512, 10));
+    assert!(c.moe.shared.as_ref().is_some_and(|s| s.gated && s.intermediate == 512));
+    assert_eq!((c.head_dim, c.rotary_dim), (256, 64));
+    assert!(c.zero_centered_norms && c.attn_output_gate && c.moe.router.normalize);
+}

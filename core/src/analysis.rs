@@ -453,6 +453,19 @@ pub fn attention_words(c: &crate::ModelConfig) -> String {
             if c.rope_interleave {
                 s.push_str(", RoPE on interleaved pairs");
             }
+            if let Some(la) = c.linear_attention {
+                let n = c.linear_layers.iter().filter(|l| **l).count();
+                s.push_str(&format!(
+                    ", Gated DeltaNet on {n} of {} layers ({} key heads × {}, {} value heads × {}, conv {})",
+                    c.num_layers, la.key_heads, la.key_head_dim, la.value_heads, la.value_head_dim, la.conv_kernel
+                ));
+            }
+            if c.attn_output_gate {
+                s.push_str(", sigmoid output gate from q_proj");
+            }
+            if c.zero_centered_norms {
+                s.push_str(", zero-centred RMSNorm weights (× (1 + w))");
+            }
             let nope = c.rope_layers.iter().filter(|r| !**r).count();
             if nope > 0 {
                 s.push_str(&format!(", no RoPE on {nope} of {} layers", c.num_layers));

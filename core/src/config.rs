@@ -239,6 +239,16 @@ pub struct ModelConfig {
     pub attn_temperature: Option<AttnTemperature>,
     /// The routing weight scales the routed expert's *input* (Llama-4), not its output.
     pub expert_input_scaling: bool,
+    /// Qwen3-Next's Gated DeltaNet (linear attention) sizes, when the model has such layers.
+    pub linear_attention: Option<LinearAttention>,
+    /// Per layer: Gated DeltaNet instead of softmax attention.
+    pub linear_layers: Vec<bool>,
+    /// Every RMSNorm scales by `1 + w` (Qwen3-Next's zero-centred weights), except the
+    /// DeltaNet's gated output norm.
+    pub zero_centered_norms: bool,
+    /// Softmax attention's output is multiplied by `sigmoid(gate)`, the gate a second half of
+    /// each head's `q_proj` output (Qwen3-Next).
+    pub attn_output_gate: bool,
     /// The multimodal wrapper around the language model, when the checkpoint has one.
     pub wrapper: Option<Wrapper>,
     /// Tensors outside the language model (a vision tower, its projector), carried verbatim by
@@ -247,6 +257,31 @@ pub struct ModelConfig {
     /// `config.json` as read (the language model's `text_config` when wrapped), for keys we do
     /// not interpret.
     pub raw: Map<String, Value>,
+}
+
+/// Qwen3-Next's Gated DeltaNet: `key_heads` query/key heads of `key_head_dim` and `value_heads`
+/// value heads of `value_head_dim` (each key head serves `value_heads / key_heads` of them), a
+/// causal depthwise convolution of `conv_kernel` taps over q, k and v.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LinearAttention {
+    pub key_heads: usize,
+    pub value_heads: usize,
+    pub key_head_dim: usize,
+    pub value_head_dim: usize,
+    pub conv_kernel: usize,
+}
+
+impl LinearAttention {
+    pub fn key_dim(&self) -> usize {
+        self.key_heads * self.key_head_dim
+    }
+    pub fn value_dim(&self) -> usize {
+        self.value_heads * self.value_head_dim
+    }
+    /// Channels of the convolution: q, k and v side by side.
+    pub fn conv_dim(&self) -> usize {
+        2 * self.key_dim() + self.value_dim()
+    }
 }
 
 /// Llama-4's attention temperature tuning (see [`ModelConfig::attn_temperature`]).
@@ -496,6 +531,7 @@ impl ModelConfig {
             || self.sliding_window.len() != self.num_layers
             || self.rope_layers.len() != self.num_layers
             || self.attention_chunk.len() != self.num_layers
+            || self.linear_layers.len() != self.num_layers
         {
             return Err(Error::config(
                 "per-layer lists disagree with num_hidden_layers",

@@ -48,6 +48,16 @@ pub enum AttnRole {
     IndexerWeights,
     /// gpt-oss's per-head attention sink logits `[heads]`.
     Sinks,
+    /// Qwen3-Next's Gated DeltaNet (`linear_attn.*`): the q/k/v/z and b/a input projections,
+    /// the depthwise convolution, the decay's `dt_bias` and `A_log`, the gated output norm and
+    /// the output projection.
+    LinQkvz,
+    LinBa,
+    LinConv,
+    LinDtBias,
+    LinALog,
+    LinNorm,
+    LinOut,
 }
 
 /// Tensors that belong to one decoder layer.

@@ -13,6 +13,7 @@ mod mixtral;
 mod olmoe;
 mod qwen2_moe;
 mod qwen3_moe;
+mod qwen3_next;
 
 use crate::config::{ModelConfig, RawConfig};
 use crate::error::{Error, Result};
@@ -33,10 +34,11 @@ pub enum Family {
     MinimaxM2,
     GptOss,
     Llama4,
+    Qwen3Next,
 }
 
 const SUPPORTED: &str =
-    "mixtral, qwen2_moe, qwen3_moe, olmoe, deepseek_v2, deepseek_v3 (and kimi_k2, its alias), deepseek_v32, glm4_moe, minimax_m2, gpt_oss, llama4_text (and llama4, its multimodal wrapper)";
+    "mixtral, qwen2_moe, qwen3_moe, olmoe, deepseek_v2, deepseek_v3 (and kimi_k2, its alias), deepseek_v32, glm4_moe, minimax_m2, gpt_oss, llama4_text (and llama4, its multimodal wrapper), qwen3_next";
 
 /// A multimodal `model_type` whose language model is one of the families.
 pub(crate) struct WrapperKind {
@@ -84,7 +86,7 @@ pub(crate) struct NameScheme {
 }
 
 impl Family {
-    pub const ALL: [Family; 11] = [
+    pub const ALL: [Family; 12] = [
         Family::Mixtral,
         Family::Qwen2Moe,
         Family::Qwen3Moe,
@@ -96,6 +98,7 @@ impl Family {
         Family::MinimaxM2,
         Family::GptOss,
         Family::Llama4,
+        Family::Qwen3Next,
     ];
 
     pub fn from_model_type(model_type: &str) -> Result<Family> {
@@ -125,6 +128,7 @@ impl Family {
             Family::MinimaxM2 => "minimax_m2",
             Family::GptOss => "gpt_oss",
             Family::Llama4 => "llama4_text",
+            Family::Qwen3Next => "qwen3_next",
         }
     }
 
@@ -142,6 +146,7 @@ impl Family {
             Family::MinimaxM2 => "MiniMax-M2",
             Family::GptOss => "gpt-oss",
             Family::Llama4 => "Llama-4",
+            Family::Qwen3Next => "Qwen3-Next",
         }
     }
 
@@ -158,6 +163,7 @@ impl Family {
             Family::MinimaxM2 => minimax_m2::parse_config(raw),
             Family::GptOss => gpt_oss::parse_config(raw),
             Family::Llama4 => llama4::parse_config(raw),
+            Family::Qwen3Next => qwen3_next::parse_config(raw),
         }
     }
 
@@ -172,6 +178,7 @@ impl Family {
             Family::MinimaxM2 => minimax_m2::NAMES,
             Family::GptOss => gpt_oss::NAMES,
             Family::Llama4 => llama4::NAMES,
+            Family::Qwen3Next => qwen3_next::NAMES,
         }
     }
 
@@ -249,7 +256,10 @@ impl Family {
         match lr {
             LayerRole::InputNorm => "input_layernorm.weight".to_string(),
             LayerRole::PostAttnNorm => "post_attention_layernorm.weight".to_string(),
-            LayerRole::Attn(a) => format!("self_attn.{}", attention_suffix(a)),
+            LayerRole::Attn(a) => match linear_attention_suffix(a) {
+                Some(s) => format!("linear_attn.{s}"),
+                None => format!("self_attn.{}", attention_suffix(a)),
+            },
             LayerRole::Router => format!("{moe}{}.weight", n.router),
             LayerRole::RouterBias => format!("{moe}{}", n.router_bias),
             LayerRole::RouterLogitBias => format!("{moe}{}.bias", n.router),
@@ -265,6 +275,21 @@ impl Family {
             LayerRole::DenseMlp(p) => format!("{ffn}{}.weight", std[proj(p)]),
         }
     }
+}
+
+/// A Gated DeltaNet tensor's name after `linear_attn.`.
+fn linear_attention_suffix(a: AttnRole) -> Option<&'static str> {
+    use AttnRole::*;
+    Some(match a {
+        LinQkvz => "in_proj_qkvz.weight",
+        LinBa => "in_proj_ba.weight",
+        LinConv => "conv1d.weight",
+        LinDtBias => "dt_bias",
+        LinALog => "A_log",
+        LinNorm => "norm.weight",
+        LinOut => "out_proj.weight",
+        _ => return None,
+    })
 }
 
 fn attention_suffix(a: AttnRole) -> &'static str {
@@ -294,6 +319,9 @@ fn attention_suffix(a: AttnRole) -> &'static str {
         IndexerKNormBias => "indexer.k_norm.bias",
         IndexerWeights => "indexer.weights_proj.weight",
         Sinks => "sinks",
+        LinQkvz | LinBa | LinConv | LinDtBias | LinALog | LinNorm | LinOut => {
+            unreachable!("Gated DeltaNet tensors are named by linear_attention_suffix")
+        }
     }
 }
 
@@ -348,6 +376,10 @@ impl Common {
             attention_chunk: vec![None; self.num_layers],
             attn_temperature: None,
             expert_input_scaling: false,
+            linear_attention: None,
+            linear_layers: vec![false; self.num_layers],
+            zero_centered_norms: false,
+            attn_output_gate: false,
             wrapper: None,
             carried: Vec::new(),
             attention: s.attention,

@@ -37,7 +37,7 @@ pub fn std_dev(v: &[f32]) -> f32 {
 fn writes_residual(r: LayerRole) -> bool {
     matches!(
         r,
-        LayerRole::Attn(AttnRole::O | AttnRole::OBias)
+        LayerRole::Attn(AttnRole::O | AttnRole::OBias | AttnRole::LinOut)
             | LayerRole::Expert(_, Proj::Down)
             | LayerRole::ExpertsDown
             | LayerRole::ExpertsDownBias

@@ -122,7 +122,26 @@ pub fn standard(cfg: &ModelConfig, w: &Gqa<Vec<f32>>, x: &Mat, rope: &Rope, laye
         Attention::Standard { clip_qkv, .. } => *clip_qkv,
         Attention::Mla(_) => None,
     };
-    let mut q = linear_bias(x, &w.q, w.q_bias.as_deref(), nh * hd);
+    let mut q = linear_bias(
+        x,
+        &w.q,
+        w.q_bias.as_deref(),
+        if cfg.attn_output_gate { 2 * nh * hd } else { nh * hd },
+    );
+    // Qwen3-Next: each head's q_proj output is its query, then its output gate.
+    let gate = cfg.attn_output_gate.then(|| {
+        let mut queries = Mat::zeros(x.rows, nh * hd);
+        let mut gate = Mat::zeros(x.rows, nh * hd);
+        for t in 0..x.rows {
+            for h in 0..nh {
+                let src = &q.row(t)[h * 2 * hd..(h + 1) * 2 * hd];
+                queries.row_mut(t)[h * hd..(h + 1) * hd].copy_from_slice(&src[..hd]);
+                gate.row_mut(t)[h * hd..(h + 1) * hd].copy_from_slice(&src[hd..]);
+            }
+        }
+        q = queries;
+        gate
+    });
     let mut k = linear_bias(x, &w.k, w.k_bias.as_deref(), nkv * hd);
     let mut v = linear_bias(x, &w.v, w.v_bias.as_deref(), nkv * hd);
     if let (Some(qn), Some(kn)) = (&w.q_norm, &w.k_norm) {
@@ -164,7 +183,7 @@ pub fn standard(cfg: &ModelConfig, w: &Gqa<Vec<f32>>, x: &Mat, rope: &Rope, laye
         }
     }
     let group = nh / nkv;
-    let out = causal_attention(
+    let mut out = causal_attention(
         &q,
         &k,
         &v,
@@ -183,6 +202,9 @@ pub fn standard(cfg: &ModelConfig, w: &Gqa<Vec<f32>>, x: &Mat, rope: &Rope, laye
             v_offset: (h / group) * hd,
         },
     );
+    if let Some(g) = gate {
+        out.data.iter_mut().zip(&g.data).for_each(|(o, g)| *o *= super::ops::sigmoid(*g));
+    }
     linear_bias(&out, &w.o, w.o_bias.as_deref(), x.cols)
 }
 

@@ -4,6 +4,7 @@
 //! for clarity: one function per idea, following the transformers code it mirrors.
 
 pub mod attention;
+pub mod linear_attention;
 pub mod model;
 pub mod ops;
 pub mod routing;

@@ -42,7 +42,7 @@ impl ReferenceModel {
         config.check_computable()?;
         let mut tree = schema(&config);
         tree.mtp.clear();
-        let weights = tree.try_map(&mut |s| read_f32(src, s.role))?;
+        let weights = tree.try_map(&mut |s| load_leaf(src, &config, s))?;
         Ok(ReferenceModel { config, weights })
     }
 
@@ -198,7 +198,7 @@ impl LayerByLayer {
         let i = self.next;
         let cfg = &self.config;
         let layer = crate::schema::layer(cfg, crate::roles::LayerSlot::Decoder(i))
-            .try_map(&mut |s| read_f32(src, s.role))?;
+            .try_map(&mut |s| load_leaf(src, cfg, s))?;
         self.hidden_states.push(self.x.clone());
         let (logits, chosen) = layer_forward(cfg, &layer, i, &mut self.x, &self.rope);
         self.router_logits.push(logits);
@@ -214,7 +214,11 @@ impl LayerByLayer {
         }
         let cfg = &self.config;
         let (h, v) = (cfg.hidden_size, cfg.vocab_size);
-        let normed = rms_norm_rows(&self.x, &read_f32(src, crate::Role::FinalNorm)?, cfg.rms_norm_eps);
+        let mut final_norm = read_f32(src, crate::Role::FinalNorm)?;
+        if cfg.zero_centered_norms {
+            final_norm.iter_mut().for_each(|w| *w += 1.0);
+        }
+        let normed = rms_norm_rows(&self.x, &final_norm, cfg.rms_norm_eps);
         let head = if cfg.tie_word_embeddings {
             crate::Role::Embed
         } else {
@@ -256,6 +260,20 @@ pub fn forward_streamed<S: TensorSource + ?Sized>(
     f.finish(src)
 }
 
+/// A leaf's values as the math uses them: Qwen3-Next's zero-centred norm weights `w` scale by
+/// `1 + w` (in f32, as transformers computes them); its DeltaNet's gated norm does not.
+fn load_leaf<S: TensorSource + ?Sized>(src: &S, cfg: &ModelConfig, s: &crate::schema::Spec) -> Result<Vec<f32>> {
+    let mut v = read_f32(src, s.role)?;
+    let gated = matches!(
+        s.role.layer_part(),
+        Some((_, crate::LayerRole::Attn(crate::roles::AttnRole::LinNorm)))
+    );
+    if cfg.zero_centered_norms && s.kind == crate::schema::Kind::Norm && !gated {
+        v.iter_mut().for_each(|w| *w += 1.0);
+    }
+    Ok(v)
+}
+
 /// Decoder layer `i` applied to the residual stream `x` in place; returns the router logits and
 /// the experts chosen (MoE layers).
 pub fn layer_forward(
@@ -269,6 +287,7 @@ pub fn layer_forward(
     let attn = match &layer.attention {
         Attention::Standard(a) => attention::standard(cfg, a, &normed, rope, i),
         Attention::Latent(a) => attention::latent(cfg, a, &normed, rope),
+        Attention::Linear(a) => super::linear_attention::gated_delta_net(cfg, a, &normed),
     };
     x.add_assign(&attn);
     let normed = rms_norm_rows(x, &layer.post_attn_norm, cfg.rms_norm_eps);

@@ -12,7 +12,7 @@ mod source;
 mod tree;
 
 pub use source::{decode_or_dequantize, read_f32, TensorSource};
-pub use tree::{Attention, Experts, Ffn, Gqa, Indexer, Layer, Mla, Mlp, Moe, Mtp, Weights};
+pub use tree::{Attention, DeltaNet, Experts, Ffn, Gqa, Indexer, Layer, Mla, Mlp, Moe, Mtp, Weights};
 
 use crate::config::{self, ModelConfig, QkNorm};
 use crate::roles::{AttnRole, LayerRole, LayerSlot, MtpRole, Role};
@@ -141,7 +141,28 @@ pub fn layer(cfg: &ModelConfig, slot: LayerSlot) -> Layer<Spec> {
         Mlp::Dense(ffn(LayerRole::DenseMlp, cfg.dense_intermediate))
     };
     let attn = |a: AttnRole, shape: Vec<usize>, kind| spec(LayerRole::Attn(a), shape, kind);
+    let linear = match (slot, &cfg.linear_attention) {
+        (LayerSlot::Decoder(l), Some(la)) if cfg.linear_layers[l] => Some(*la),
+        _ => None,
+    };
     let attention = match &cfg.attention {
+        _ if linear.is_some() => {
+            use AttnRole::*;
+            let la = linear.expect("checked");
+            let conv = Spec {
+                quantizable: false,
+                ..attn(LinConv, vec![la.conv_dim(), 1, la.conv_kernel], Kind::Matrix)
+            };
+            Attention::Linear(DeltaNet {
+                in_qkvz: attn(LinQkvz, vec![2 * la.key_dim() + 2 * la.value_dim(), h], Kind::Matrix),
+                in_ba: attn(LinBa, vec![2 * la.value_heads, h], Kind::Matrix),
+                conv,
+                dt_bias: attn(LinDtBias, vec![la.value_heads], Kind::Bias),
+                a_log: attn(LinALog, vec![la.value_heads], Kind::Bias),
+                norm: attn(LinNorm, vec![la.value_head_dim], Kind::Norm),
+                out: attn(LinOut, vec![h, la.value_dim()], Kind::Matrix),
+            })
+        }
         config::Attention::Standard {
             qkv_bias,
             o_bias,
@@ -151,6 +172,8 @@ pub fn layer(cfg: &ModelConfig, slot: LayerSlot) -> Layer<Spec> {
             use AttnRole::*;
             let q = cfg.num_heads * cfg.head_dim;
             let kv = cfg.num_kv_heads * cfg.head_dim;
+            // Qwen3-Next's q_proj also yields each head's output gate.
+            let q_out = if cfg.attn_output_gate { 2 * q } else { q };
             let norm = |full: usize| match qk_norm {
                 QkNorm::FullWidth => full,
                 _ => cfg.head_dim,
@@ -158,7 +181,7 @@ pub fn layer(cfg: &ModelConfig, slot: LayerSlot) -> Layer<Spec> {
             // Llama-4's L2 norm has no weight.
             let has_norm = matches!(qk_norm, QkNorm::PerHead | QkNorm::FullWidth);
             Attention::Standard(Gqa {
-                q: attn(Q, vec![q, h], Kind::Matrix),
+                q: attn(Q, vec![q_out, h], Kind::Matrix),
                 k: attn(K, vec![kv, h], Kind::Matrix),
                 v: attn(V, vec![kv, h], Kind::Matrix),
                 o: attn(O, vec![h, q], Kind::Matrix),

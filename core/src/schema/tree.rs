@@ -83,6 +83,8 @@ traverse!(Layer { leaf input_norm, node attention, leaf post_attn_norm, node mlp
 pub enum Attention<T> {
     Standard(Gqa<T>),
     Latent(Mla<T>),
+    /// Qwen3-Next's Gated DeltaNet layers.
+    Linear(DeltaNet<T>),
 }
 
 impl<T> Attention<T> {
@@ -90,18 +92,21 @@ impl<T> Attention<T> {
         Ok(match self {
             Attention::Standard(a) => Attention::Standard(a.try_map(f)?),
             Attention::Latent(a) => Attention::Latent(a.try_map(f)?),
+            Attention::Linear(a) => Attention::Linear(a.try_map(f)?),
         })
     }
     pub fn visit<'a>(&'a self, f: &mut dyn FnMut(&'a T)) {
         match self {
             Attention::Standard(a) => a.visit(f),
             Attention::Latent(a) => a.visit(f),
+            Attention::Linear(a) => a.visit(f),
         }
     }
     pub fn visit_mut(&mut self, f: &mut dyn FnMut(&mut T)) {
         match self {
             Attention::Standard(a) => a.visit_mut(f),
             Attention::Latent(a) => a.visit_mut(f),
+            Attention::Linear(a) => a.visit_mut(f),
         }
     }
 }
@@ -128,6 +133,23 @@ traverse!(Gqa {
     opt q_bias, opt k_bias, opt v_bias, opt o_bias,
     opt q_norm, opt k_norm, opt sinks,
 });
+
+/// Qwen3-Next's Gated DeltaNet, linear attention with a delta-rule state per value head:
+/// `in_qkvz [2·key_dim + 2·value_dim, H]` (per key head: q, k, then its value heads' v and z),
+/// `in_ba [2·value_heads, H]` (per key head: its value heads' b, then a), a causal depthwise
+/// convolution `conv [conv_dim, 1, kernel]` over q, k, v, the decay's `dt_bias` and `A_log`
+/// `[value_heads]`, the gated RMSNorm `norm [value_head_dim]` and `out [H, value_dim]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeltaNet<T> {
+    pub in_qkvz: T,
+    pub in_ba: T,
+    pub conv: T,
+    pub dt_bias: T,
+    pub a_log: T,
+    pub norm: T,
+    pub out: T,
+}
+traverse!(DeltaNet { leaf in_qkvz, leaf in_ba, leaf conv, leaf dt_bias, leaf a_log, leaf norm, leaf out });
 
 /// DeepSeek's multi-head latent attention: a full-rank `q` or the low-rank `q_a → norm → q_b`,
 /// the joint KV latent (plus the shared RoPE key) `kv_a → norm → kv_b`, and `o`.

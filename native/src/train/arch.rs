@@ -46,6 +46,12 @@ impl Arch {
                 config.family.name()
             );
         }
+        if config.linear_attention.is_some() {
+            bail!(
+                "training does not support {} checkpoints: the trainer has no Gated DeltaNet layers, output-gated attention or zero-centred norms (forward on the CPU, grow and convert do)",
+                config.family.name()
+            );
+        }
         if config.head_dim % 2 != 0 {
             bail!(
                 "head_dim {} must be even for rotary embeddings",

@@ -64,6 +64,12 @@ impl<'g> GpuModel<'g> {
     pub fn load<S: TensorSource + ?Sized>(gpu: &'g Gpu, src: &S) -> Result<GpuModel<'g>> {
         let config = src.config().clone();
         config.check_computable()?;
+        if config.linear_attention.is_some() {
+            return Err(crate::Error::Invalid(format!(
+                "the GPU runtime has no Gated DeltaNet, output-gated attention or zero-centred norms, which {} uses: run its forward pass on the CPU (the default --device)",
+                config.family.name()
+            )));
+        }
         let mut tree = schema(&config);
         tree.mtp.clear();
         let weights = tree.try_map(&mut |s| upload(gpu, s, &read_f32(src, s.role)?))?;
@@ -149,6 +155,7 @@ impl<'g> GpuModel<'g> {
             match &layer.attention {
                 Attention::Standard(a) => pass.standard_attention(&mut rec, a, &normed, &x, i),
                 Attention::Latent(a) => pass.latent_attention(&mut rec, a, &normed, &x),
+                Attention::Linear(_) => unreachable!("GpuModel::load refuses Gated DeltaNet"),
             }
             rms_norm(&mut rec, &x, 0, t, layer.post_attn_norm.vector(), eps, &normed);
             router_logits.push(pass.mlp(&mut rec, &layer.mlp, &normed, &x, scratch.as_ref()));
