@@ -32,23 +32,8 @@ pub(crate) fn parse_config(raw: RawConfig) -> Result<ModelConfig> {
     let layers = c.num_layers;
     let window = raw.opt_usize("sliding_window")?.filter(|w| *w > 0);
     // transformers' default: even layers sliding, odd layers full.
-    let sliding: Vec<bool> = match raw.get("layer_types") {
-        None => (0..layers).map(|i| i % 2 == 0).collect(),
-        Some(v) => {
-            let list = v.as_array().filter(|a| a.len() == layers).ok_or_else(|| {
-                Error::config(format!("`layer_types` must list {layers} layers, found {v}"))
-            })?;
-            list.iter()
-                .map(|t| match t.as_str() {
-                    Some("sliding_attention") => Ok(true),
-                    Some("full_attention") => Ok(false),
-                    _ => Err(Error::config(format!(
-                        "`layer_types` entries are \"sliding_attention\" or \"full_attention\", found {t}"
-                    ))),
-                })
-                .collect::<Result<_>>()?
-        }
-    };
+    let sliding = super::layer_types(raw, layers, &[("sliding_attention", true), ("full_attention", false)])?
+        .unwrap_or_else(|| (0..layers).map(|i| i % 2 == 0).collect());
     if sliding.contains(&true) && window.is_none() {
         return Err(Error::config(
             "`layer_types` has sliding-attention layers but `sliding_window` is not set",

@@ -42,23 +42,8 @@ pub(crate) fn parse_config(raw: RawConfig) -> Result<ModelConfig> {
         Some(_) => raw.opt_usize("attention_chunk_size")?.filter(|c| *c > 0),
     };
     // transformers: `layer_types` as given, else chunked on the RoPE layers when a chunk is set.
-    let chunked: Vec<bool> = match raw.get("layer_types") {
-        None => rope_layers.iter().map(|r| *r && chunk.is_some()).collect(),
-        Some(v) => {
-            let list = v.as_array().filter(|a| a.len() == layers).ok_or_else(|| {
-                Error::config(format!("`layer_types` must list {layers} layers, found {v}"))
-            })?;
-            list.iter()
-                .map(|t| match t.as_str() {
-                    Some("chunked_attention") => Ok(true),
-                    Some("full_attention") => Ok(false),
-                    _ => Err(Error::config(format!(
-                        "`layer_types` entries are \"chunked_attention\" or \"full_attention\", found {t}"
-                    ))),
-                })
-                .collect::<Result<_>>()?
-        }
-    };
+    let chunked = super::layer_types(raw, layers, &[("chunked_attention", true), ("full_attention", false)])?
+        .unwrap_or_else(|| rope_layers.iter().map(|r| *r && chunk.is_some()).collect());
     if chunked.contains(&true) && chunk.is_none() {
         return Err(Error::config(
             "`layer_types` has chunked-attention layers but `attention_chunk_size` is not set",

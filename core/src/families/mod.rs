@@ -493,6 +493,38 @@ pub(crate) fn qwen_layer_kinds(
         .collect())
 }
 
+/// Per-layer kinds from `layer_types` (transformers 5's list), each entry one of `kinds`
+/// (its spelling, its value); `None` when the config has no such list.
+pub(crate) fn layer_types<T: Copy>(
+    raw: RawConfig,
+    layers: usize,
+    kinds: &[(&str, T)],
+) -> Result<Option<Vec<T>>> {
+    let Some(v) = raw.get("layer_types") else {
+        return Ok(None);
+    };
+    let list = v
+        .as_array()
+        .filter(|a| a.len() == layers)
+        .ok_or_else(|| Error::config(format!("`layer_types` must list {layers} layers, found {v}")))?;
+    let names: Vec<String> = kinds.iter().map(|(n, _)| format!("\"{n}\"")).collect();
+    list.iter()
+        .map(|t| {
+            kinds
+                .iter()
+                .find(|(n, _)| t.as_str() == Some(n))
+                .map(|(_, k)| *k)
+                .ok_or_else(|| {
+                    Error::config(format!(
+                        "`layer_types` entries are {}, found {t}",
+                        names.join(" or ")
+                    ))
+                })
+        })
+        .collect::<Result<_>>()
+        .map(Some)
+}
+
 /// DeepSeek's rule (`first_k_dense_replace`), kept by its descendants: the first `first_dense`
 /// layers dense, the rest MoE.
 pub(crate) fn dense_first(layers: usize, first_dense: usize) -> Vec<crate::config::MlpKind> {

@@ -20,11 +20,8 @@ pub(crate) const NAMES: NameScheme = NameScheme {
 
 pub(crate) fn parse_config(raw: RawConfig) -> Result<ModelConfig> {
     let c = Common::parse(raw, 1e-6)?;
-    let num_experts = raw.usize_any(&["num_experts", "num_local_experts"])?;
-    let shared = raw
-        .opt_usize("shared_expert_intermediate_size")?
-        .filter(|s| *s > 0);
     let layers = c.num_layers;
+    let moe = moe_config(raw, false)?;
     Ok(c.finish(
         Family::Qwen2Moe,
         raw,
@@ -35,22 +32,32 @@ pub(crate) fn parse_config(raw: RawConfig) -> Result<ModelConfig> {
                 qk_norm: QkNorm::None,
                 clip_qkv: None,
             },
-            mlp: super::qwen_layer_kinds(raw, layers, num_experts)?,
+            mlp: super::qwen_layer_kinds(raw, layers, moe.num_experts)?,
             dense_intermediate: raw.opt_usize("intermediate_size")?.unwrap_or(0),
-            moe: MoeConfig {
-                num_experts,
-                top_k: raw.usize("num_experts_per_tok")?,
-                intermediate: raw.usize("moe_intermediate_size")?,
-                router: RouterConfig::softmax(raw.bool_or("norm_topk_prob", false)?),
-                shared: shared.map(|intermediate| SharedExperts {
-                    intermediate,
-                    gated: true,
-                }),
-            },
+            moe,
             sliding_window: windows(raw, layers)?,
             mtp_layers: 0,
         },
     ))
+}
+
+/// Qwen2-MoE's experts, which Qwen3-Next keeps: softmax, top-k, renormalised iff
+/// `norm_topk_prob` (default `normalize`), a shared expert with a sigmoid gate when
+/// `shared_expert_intermediate_size` is positive.
+pub(crate) fn moe_config(raw: RawConfig, normalize: bool) -> Result<MoeConfig> {
+    let shared = raw
+        .opt_usize("shared_expert_intermediate_size")?
+        .filter(|s| *s > 0);
+    Ok(MoeConfig {
+        num_experts: raw.usize_any(&["num_experts", "num_local_experts"])?,
+        top_k: raw.usize("num_experts_per_tok")?,
+        intermediate: raw.usize("moe_intermediate_size")?,
+        router: RouterConfig::softmax(raw.bool_or("norm_topk_prob", normalize)?),
+        shared: shared.map(|intermediate| SharedExperts {
+            intermediate,
+            gated: true,
+        }),
+    })
 }
 
 /// Sliding-window layers: `layer_types` when present (transformers 5 writes it), else the

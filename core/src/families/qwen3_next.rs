@@ -23,27 +23,14 @@ pub(crate) fn parse_config(raw: RawConfig) -> Result<ModelConfig> {
     let mut c = Common::parse(raw, 1e-6)?;
     let layers = c.num_layers;
     let rotary = c.rotary_dim(raw, 0.25)?;
-    let linear: Vec<bool> = match raw.get("layer_types") {
+    let linear = match super::layer_types(raw, layers, &[("linear_attention", true), ("full_attention", false)])? {
+        Some(l) => l,
         None => {
             let every = raw.opt_usize("full_attention_interval")?.unwrap_or(4);
             if every == 0 {
                 return Err(Error::config("`full_attention_interval` must be positive"));
             }
             (0..layers).map(|i| (i + 1) % every != 0).collect()
-        }
-        Some(v) => {
-            let list = v.as_array().filter(|a| a.len() == layers).ok_or_else(|| {
-                Error::config(format!("`layer_types` must list {layers} layers, found {v}"))
-            })?;
-            list.iter()
-                .map(|t| match t.as_str() {
-                    Some("linear_attention") => Ok(true),
-                    Some("full_attention") => Ok(false),
-                    _ => Err(Error::config(format!(
-                        "`layer_types` entries are \"linear_attention\" or \"full_attention\", found {t}"
-                    ))),
-                })
-                .collect::<Result<_>>()?
         }
     };
     let la = LinearAttention {
@@ -63,9 +50,8 @@ pub(crate) fn parse_config(raw: RawConfig) -> Result<ModelConfig> {
         c.not_computed
             .push("`use_sliding_window` (transformers' Qwen3-Next attends to everything)".into());
     }
-    let num_experts = raw.usize_any(&["num_experts", "num_local_experts"])?;
     let bias = raw.bool_or("attention_bias", false)?;
-    let shared = raw.opt_usize("shared_expert_intermediate_size")?.filter(|s| *s > 0);
+    let moe = super::qwen2_moe::moe_config(raw, true)?;
     let mut cfg = c.finish(
         Family::Qwen3Next,
         raw,
@@ -76,18 +62,9 @@ pub(crate) fn parse_config(raw: RawConfig) -> Result<ModelConfig> {
                 qk_norm: QkNorm::PerHead,
                 clip_qkv: None,
             },
-            mlp: super::qwen_layer_kinds(raw, layers, num_experts)?,
+            mlp: super::qwen_layer_kinds(raw, layers, moe.num_experts)?,
             dense_intermediate: raw.opt_usize("intermediate_size")?.unwrap_or(0),
-            moe: MoeConfig {
-                num_experts,
-                top_k: raw.usize("num_experts_per_tok")?,
-                intermediate: raw.usize("moe_intermediate_size")?,
-                router: RouterConfig::softmax(raw.bool_or("norm_topk_prob", true)?),
-                shared: shared.map(|intermediate| SharedExperts {
-                    intermediate,
-                    gated: true,
-                }),
-            },
+            moe,
             sliding_window: vec![None; layers],
             mtp_layers: 0,
         },

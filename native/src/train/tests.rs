@@ -515,19 +515,22 @@ fn load_grouped_cpu_dispatch_agrees_with_the_per_expert_one() {
 /// Training GLM-4.5 (its real hub config): the routed weights, router and attention move, the
 /// correction bias stays what the checkpoint says (balancing by bias is off) and steers the
 /// selection, and the multi-token-prediction block is carried through byte for byte.
-#[test]
-fn glm_trains_with_its_correction_bias_and_carries_the_mtp_block() {
+/// Three training steps (batches of two `seq_len`-token sequences, lr 1e-2, a loss that must
+/// stay finite with a non-zero gradient) on the checkpoint at `dir`, saved and reopened: the
+/// source, the result and the directory that holds it.
+fn train_three_steps(
+    dir: &Path,
+    seq_len: usize,
+) -> (moegrow_core::Checkpoint, moegrow_core::Checkpoint, tempfile::TempDir) {
     use super::batches::Batches;
     use super::config::TrainConfig;
     use super::run::Trainer;
-    let dir = fixture("hub/glm-4.5-air");
-    let src = moegrow_core::Checkpoint::open(&dir).unwrap();
-    assert!(src.config.mtp_layers > 0);
+    let src = moegrow_core::Checkpoint::open(dir).unwrap();
     let host = HostWeights::from_checkpoint(&src).unwrap();
     let cfg = TrainConfig {
         steps: 3,
         batch_size: 2,
-        seq_len: 8,
+        seq_len,
         warmup: 0,
         lr: 1e-2,
         ..TrainConfig::default()
@@ -535,7 +538,7 @@ fn glm_trains_with_its_correction_bias_and_carries_the_mtp_block() {
     let device = Device::flex();
     let mut t = Trainer::new(cfg, host, 0.0, device.autodiff(), "cpu".into()).unwrap();
     let tokens: Vec<u32> = (0..400u32).map(|i| (i * 37 + i / 7) % 96).collect();
-    let mut data = Batches::new(tokens, 8, 0).unwrap();
+    let mut data = Batches::new(tokens, seq_len, 0).unwrap();
     for _ in 0..3 {
         let (ce, _, norm, _) = t.step(&mut data).unwrap();
         assert!(ce.is_finite() && norm > 0.0, "loss {ce}, grad norm {norm}");
@@ -544,6 +547,13 @@ fn glm_trains_with_its_correction_bias_and_carries_the_mtp_block() {
     let out = tmp.path().join("trained");
     t.save(&out, &[], false).unwrap();
     let back = moegrow_core::Checkpoint::open(&out).unwrap();
+    (src, back, tmp)
+}
+
+#[test]
+fn glm_trains_with_its_correction_bias_and_carries_the_mtp_block() {
+    let (src, back, _tmp) = train_three_steps(&fixture("hub/glm-4.5-air"), 8);
+    assert!(src.config.mtp_layers > 0);
     assert_eq!(back.config.mtp_layers, src.config.mtp_layers);
     let (mut same, mut moved) = (Vec::new(), Vec::new());
     for e in src.entries() {
@@ -590,32 +600,7 @@ fn gpt_oss_is_refused_by_the_trainer_with_the_reason() {
 /// Llama-4 multimodal one.
 #[test]
 fn llama4_trains_and_carries_its_vision_tower() {
-    use super::batches::Batches;
-    use super::config::TrainConfig;
-    use super::run::Trainer;
-    let dir = fixture("hub/llama4-scout");
-    let src = moegrow_core::Checkpoint::open(&dir).unwrap();
-    let host = HostWeights::from_checkpoint(&src).unwrap();
-    let cfg = TrainConfig {
-        steps: 3,
-        batch_size: 2,
-        seq_len: 12,
-        warmup: 0,
-        lr: 1e-2,
-        ..TrainConfig::default()
-    };
-    let device = Device::flex();
-    let mut t = Trainer::new(cfg, host, 0.0, device.autodiff(), "cpu".into()).unwrap();
-    let tokens: Vec<u32> = (0..400u32).map(|i| (i * 37 + i / 7) % 96).collect();
-    let mut data = Batches::new(tokens, 12, 0).unwrap();
-    for _ in 0..3 {
-        let (ce, _, norm, _) = t.step(&mut data).unwrap();
-        assert!(ce.is_finite() && norm > 0.0, "loss {ce}, grad norm {norm}");
-    }
-    let tmp = tempfile::tempdir().unwrap();
-    let out = tmp.path().join("trained");
-    t.save(&out, &[], false).unwrap();
-    let back = moegrow_core::Checkpoint::open(&out).unwrap();
+    let (src, back, _tmp) = train_three_steps(&fixture("hub/llama4-scout"), 12);
     assert!(back.config.wrapper.is_some(), "still the multimodal checkpoint");
     let mut moved = Vec::new();
     for e in src.entries() {
