@@ -170,7 +170,7 @@ fn llama4_hub_configs() {
     for c in [&scout, &maverick] {
         assert_eq!(c.family, Family::Llama4);
         assert_eq!((c.num_layers, c.hidden_size, c.num_heads, c.num_kv_heads, c.head_dim), (48, 5120, 40, 8, 128));
-        assert!(c.wrapper.as_ref().is_some_and(|w| w.tensor_prefix == "language_model."));
+        assert!(c.wrapper.as_ref().is_some_and(|w| w.text_model == "language_model.model."));
         // Every fourth layer NoPE (no_rope_layer_interval 4); the rest RoPE and chunked.
         let nope: Vec<usize> = (0..48).filter(|&i| !c.rope_layers[i]).collect();
         assert_eq!(nope, (3..48).step_by(4).collect::<Vec<_>>());
@@ -209,4 +209,22 @@ fn qwen3_next_hub_config() {
     assert!(c.moe.shared.as_ref().is_some_and(|s| s.gated && s.intermediate == 512));
     assert_eq!((c.head_dim, c.rotary_dim), (256, 64));
     assert!(c.zero_centered_norms && c.attn_output_gate && c.moe.router.normalize);
+}
+
+/// Qwen3.5-MoE as the hub ships it: the `qwen3_5_moe` wrapper around Qwen3-Next's layers with
+/// split DeltaNet projections, an explicit `layer_types`, multimodal RoPE sections, one MTP
+/// layer (carried: transformers ignores it).
+#[test]
+fn qwen3_5_hub_configs() {
+    for (name, layers, experts) in [("Qwen3.5-35B-A3B", 40, 256), ("Qwen3.5-397B-A17B", 60, 512)] {
+        let c = hub(name);
+        assert_eq!(c.family, Family::Qwen35Moe, "{name}");
+        assert_eq!((c.num_layers, c.moe.num_experts), (layers, experts), "{name}");
+        assert!(c.wrapper.as_ref().is_some_and(|w| w.text_model == "model.language_model." && w.head == "lm_head.weight"));
+        let full: Vec<usize> = (0..layers).filter(|&i| !c.linear_layers[i]).collect();
+        assert_eq!(full, (3..layers).step_by(4).collect::<Vec<_>>(), "{name}");
+        assert!(c.linear_attention.unwrap().split_projections && c.attn_output_gate && c.zero_centered_norms);
+        assert_eq!(c.rotary_dim, c.head_dim / 4, "{name}");
+        assert!(c.check_computable().is_ok(), "{name}: {:?}", c.not_computed);
+    }
 }

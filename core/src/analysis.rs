@@ -73,17 +73,23 @@ pub fn param_counts_for(cfg: &ModelConfig) -> ParamCounts {
     } else {
         routed * moe.top_k as u64 / moe.num_experts as u64
     };
-    let towers: u64 = cfg
-        .carried
-        .iter()
-        .map(|c| c.shape.iter().product::<usize>() as u64)
-        .sum();
+    // A carried multi-token-prediction block (Qwen3.5's `mtp.*`) counts with the MTP blocks,
+    // outside the total, as transformers (which ignores it) counts; other towers in the total.
+    let (mut towers, mut carried_mtp) = (0u64, 0u64);
+    for c in &cfg.carried {
+        let n = c.shape.iter().product::<usize>() as u64;
+        if c.name.starts_with("mtp.") {
+            carried_mtp += n;
+        } else {
+            towers += n;
+        }
+    }
     ParamCounts {
         total: total + towers,
         activated: total - routed + active_routed,
         routed_experts: routed,
         embedding,
-        mtp,
+        mtp: mtp + carried_mtp,
         towers,
     }
 }

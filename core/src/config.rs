@@ -269,6 +269,9 @@ pub struct LinearAttention {
     pub key_head_dim: usize,
     pub value_head_dim: usize,
     pub conv_kernel: usize,
+    /// Qwen3.5's projections: `in_proj_qkv` (q, k, v in order), `in_proj_z`, `in_proj_b` and
+    /// `in_proj_a`, rather than Qwen3-Next's `in_proj_qkvz` and `in_proj_ba` grouped by key head.
+    pub split_projections: bool,
 }
 
 impl LinearAttention {
@@ -306,8 +309,11 @@ impl AttnTemperature {
 pub struct Wrapper {
     /// The top-level config, its `text_config` replaced by [`ModelConfig::raw`] when written.
     pub outer: Map<String, Value>,
-    /// Prepended to every language-model tensor name.
-    pub tensor_prefix: &'static str,
+    /// Where the language model's `model.*` tensors sit (`language_model.model.` for
+    /// Llama-4, `model.language_model.` for Qwen3.5).
+    pub text_model: &'static str,
+    /// The head's name (`language_model.lm_head.weight`, or `lm_head.weight`).
+    pub head: &'static str,
     /// Name prefixes of the tensors outside the language model.
     pub towers: &'static [&'static str],
 }
@@ -380,7 +386,8 @@ impl ModelConfig {
             cfg.tie_word_embeddings = RawConfig(&raw).bool_or("tie_word_embeddings", false)?;
             cfg.wrapper = Some(Wrapper {
                 outer: raw,
-                tensor_prefix: w.tensor_prefix,
+                text_model: w.text_model,
+                head: w.head,
                 towers: w.towers,
             });
             return Ok(cfg);
@@ -437,7 +444,11 @@ impl ModelConfig {
         }
         let name = self.family.tensor_name(role, layout, self.num_layers);
         match &self.wrapper {
-            Some(w) => format!("{}{name}", w.tensor_prefix),
+            Some(w) => match name.strip_prefix("model.") {
+                Some(rest) => format!("{}{rest}", w.text_model),
+                None if name == "lm_head.weight" => w.head.to_string(),
+                None => name,
+            },
             None => name,
         }
     }

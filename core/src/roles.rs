@@ -53,6 +53,11 @@ pub enum AttnRole {
     /// the output projection.
     LinQkvz,
     LinBa,
+    /// Qwen3.5's split DeltaNet projections: q/k/v together, z, b and a apart.
+    LinQkv,
+    LinZ,
+    LinB,
+    LinA,
     LinConv,
     LinDtBias,
     LinALog,

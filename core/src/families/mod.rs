@@ -35,15 +35,17 @@ pub enum Family {
     GptOss,
     Llama4,
     Qwen3Next,
+    Qwen35Moe,
 }
 
 const SUPPORTED: &str =
-    "mixtral, qwen2_moe, qwen3_moe, olmoe, deepseek_v2, deepseek_v3 (and kimi_k2, its alias), deepseek_v32, glm4_moe, minimax_m2, gpt_oss, llama4_text (and llama4, its multimodal wrapper), qwen3_next";
+    "mixtral, qwen2_moe, qwen3_moe, olmoe, deepseek_v2, deepseek_v3 (and kimi_k2, its alias), deepseek_v32, glm4_moe, minimax_m2, gpt_oss, llama4_text (and llama4, its multimodal wrapper), qwen3_next, qwen3_5_moe_text (in qwen3_5_moe, its multimodal wrapper)";
 
 /// A multimodal `model_type` whose language model is one of the families.
 pub(crate) struct WrapperKind {
     pub text_family: Family,
-    pub tensor_prefix: &'static str,
+    pub text_model: &'static str,
+    pub head: &'static str,
     pub towers: &'static [&'static str],
 }
 
@@ -54,8 +56,17 @@ pub(crate) fn wrapper(model_type: &str) -> Option<WrapperKind> {
     match model_type {
         "llama4" => Some(WrapperKind {
             text_family: Family::Llama4,
-            tensor_prefix: "language_model.",
+            text_model: "language_model.model.",
+            head: "language_model.lm_head.weight",
             towers: &["vision_model.", "multi_modal_projector."],
+        }),
+        // Qwen3_5MoeForConditionalGeneration: `model.language_model.*` and `lm_head.weight`,
+        // next to the vision tower and the multi-token-prediction block transformers ignores.
+        "qwen3_5_moe" => Some(WrapperKind {
+            text_family: Family::Qwen35Moe,
+            text_model: "model.language_model.",
+            head: "lm_head.weight",
+            towers: &["model.visual.", "mtp."],
         }),
         _ => None,
     }
@@ -86,7 +97,7 @@ pub(crate) struct NameScheme {
 }
 
 impl Family {
-    pub const ALL: [Family; 12] = [
+    pub const ALL: [Family; 13] = [
         Family::Mixtral,
         Family::Qwen2Moe,
         Family::Qwen3Moe,
@@ -99,6 +110,7 @@ impl Family {
         Family::GptOss,
         Family::Llama4,
         Family::Qwen3Next,
+        Family::Qwen35Moe,
     ];
 
     pub fn from_model_type(model_type: &str) -> Result<Family> {
@@ -129,6 +141,7 @@ impl Family {
             Family::GptOss => "gpt_oss",
             Family::Llama4 => "llama4_text",
             Family::Qwen3Next => "qwen3_next",
+            Family::Qwen35Moe => "qwen3_5_moe_text",
         }
     }
 
@@ -147,6 +160,7 @@ impl Family {
             Family::GptOss => "gpt-oss",
             Family::Llama4 => "Llama-4",
             Family::Qwen3Next => "Qwen3-Next",
+            Family::Qwen35Moe => "Qwen3.5-MoE",
         }
     }
 
@@ -163,7 +177,8 @@ impl Family {
             Family::MinimaxM2 => minimax_m2::parse_config(raw),
             Family::GptOss => gpt_oss::parse_config(raw),
             Family::Llama4 => llama4::parse_config(raw),
-            Family::Qwen3Next => qwen3_next::parse_config(raw),
+            Family::Qwen3Next => qwen3_next::parse_config(raw, qwen3_next::Version::Next),
+            Family::Qwen35Moe => qwen3_next::parse_config(raw, qwen3_next::Version::V35),
         }
     }
 
@@ -178,7 +193,7 @@ impl Family {
             Family::MinimaxM2 => minimax_m2::NAMES,
             Family::GptOss => gpt_oss::NAMES,
             Family::Llama4 => llama4::NAMES,
-            Family::Qwen3Next => qwen3_next::NAMES,
+            Family::Qwen3Next | Family::Qwen35Moe => qwen3_next::NAMES,
         }
     }
 
@@ -283,6 +298,10 @@ fn linear_attention_suffix(a: AttnRole) -> Option<&'static str> {
     Some(match a {
         LinQkvz => "in_proj_qkvz.weight",
         LinBa => "in_proj_ba.weight",
+        LinQkv => "in_proj_qkv.weight",
+        LinZ => "in_proj_z.weight",
+        LinB => "in_proj_b.weight",
+        LinA => "in_proj_a.weight",
         LinConv => "conv1d.weight",
         LinDtBias => "dt_bias",
         LinALog => "A_log",
@@ -319,7 +338,8 @@ fn attention_suffix(a: AttnRole) -> &'static str {
         IndexerKNormBias => "indexer.k_norm.bias",
         IndexerWeights => "indexer.weights_proj.weight",
         Sinks => "sinks",
-        LinQkvz | LinBa | LinConv | LinDtBias | LinALog | LinNorm | LinOut => {
+        LinQkvz | LinBa | LinQkv | LinZ | LinB | LinA | LinConv | LinDtBias | LinALog | LinNorm
+        | LinOut => {
             unreachable!("Gated DeltaNet tensors are named by linear_attention_suffix")
         }
     }

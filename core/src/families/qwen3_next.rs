@@ -19,7 +19,16 @@ use crate::error::{Error, Result};
 
 pub(crate) const NAMES: NameScheme = super::qwen2_moe::NAMES;
 
-pub(crate) fn parse_config(raw: RawConfig) -> Result<ModelConfig> {
+/// Which of the two: Qwen3-Next, or Qwen3.5-MoE's language model (`qwen3_5_moe_text`, inside
+/// the multimodal `qwen3_5_moe` wrapper), the same layers with split DeltaNet projections, the
+/// output gate by `attn_output_gate` and multimodal RoPE sections that equal plain RoPE on text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Version {
+    Next,
+    V35,
+}
+
+pub(crate) fn parse_config(raw: RawConfig, version: Version) -> Result<ModelConfig> {
     let mut c = Common::parse(raw, 1e-6)?;
     let layers = c.num_layers;
     let rotary = c.rotary_dim(raw, 0.25)?;
@@ -39,6 +48,7 @@ pub(crate) fn parse_config(raw: RawConfig) -> Result<ModelConfig> {
         key_head_dim: raw.opt_usize("linear_key_head_dim")?.unwrap_or(128),
         value_head_dim: raw.opt_usize("linear_value_head_dim")?.unwrap_or(128),
         conv_kernel: raw.opt_usize("linear_conv_kernel_dim")?.unwrap_or(4),
+        split_projections: version == Version::V35,
     };
     if la.key_heads == 0 || la.value_heads % la.key_heads != 0 || la.conv_kernel == 0 {
         return Err(Error::config(format!(
@@ -53,7 +63,10 @@ pub(crate) fn parse_config(raw: RawConfig) -> Result<ModelConfig> {
     let bias = raw.bool_or("attention_bias", false)?;
     let moe = super::qwen2_moe::moe_config(raw, true)?;
     let mut cfg = c.finish(
-        Family::Qwen3Next,
+        match version {
+            Version::Next => Family::Qwen3Next,
+            Version::V35 => Family::Qwen35Moe,
+        },
         raw,
         Specific {
             attention: Attention::Standard {
@@ -73,7 +86,10 @@ pub(crate) fn parse_config(raw: RawConfig) -> Result<ModelConfig> {
     cfg.linear_attention = Some(la);
     cfg.linear_layers = linear;
     cfg.zero_centered_norms = true;
-    cfg.attn_output_gate = true;
+    cfg.attn_output_gate = match version {
+        Version::Next => true,
+        Version::V35 => raw.bool_or("attn_output_gate", true)?,
+    };
     Ok(cfg)
 }
 

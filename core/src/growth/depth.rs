@@ -151,7 +151,7 @@ pub fn grow_config(cfg: &ModelConfig, map: &LayerMap) -> Result<serde_json::Map<
     }
     let kinds: Vec<MlpKind> = sources.iter().map(|&s| cfg.mlp[s]).collect();
     match cfg.family {
-        Family::Qwen2Moe | Family::Qwen3Moe | Family::Qwen3Next => {
+        Family::Qwen2Moe | Family::Qwen3Moe | Family::Qwen3Next | Family::Qwen35Moe => {
             // (i+1) % decoder_sparse_step cannot follow an arbitrary map; an explicit
             // mlp_only_layers with step 1 can express any dense/MoE pattern.
             let dense: Vec<usize> = (0..new_n).filter(|&i| kinds[i] == MlpKind::Dense).collect();
@@ -162,7 +162,7 @@ pub fn grow_config(cfg: &ModelConfig, map: &LayerMap) -> Result<serde_json::Map<
             }
             // Qwen3-Next's hub configs give the hybrid pattern as `full_attention_interval`,
             // which a layer map does not keep: each layer's kind is spelled out.
-            if cfg.family == Family::Qwen3Next {
+            if cfg.linear_attention.is_some() {
                 let kinds: Vec<&str> = sources
                     .iter()
                     .map(|&s| if cfg.linear_layers[s] { "linear_attention" } else { "full_attention" })

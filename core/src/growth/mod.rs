@@ -138,6 +138,12 @@ impl GrowthPlan {
                             "the multi-token-prediction blocks' experts are widened too (the expert count is global)".into(),
                         );
                     }
+                    if cfg.carried.iter().any(|c| c.name.starts_with("mtp.")) {
+                        notes.push(format!(
+                            "the multi-token-prediction block (`mtp.*`) is carried verbatim with its {} experts: transformers ignores it; an engine that drafts with it needs it widened or retrained",
+                            cfg.moe.num_experts
+                        ));
+                    }
                     stage = Box::new(WidthStage {
                         prev: stage,
                         step: w.clone(),

@@ -22,25 +22,17 @@ fn l2norm(x: &mut [f32]) {
     x.iter_mut().for_each(|v| *v *= r);
 }
 
-/// One Gated DeltaNet layer over `x [T, H]` → `[T, H]`.
-pub fn gated_delta_net(cfg: &ModelConfig, w: &DeltaNet<Vec<f32>>, x: &Mat) -> Mat {
-    let la = cfg
-        .linear_attention
-        .expect("a DeltaNet layer comes from a config with linear attention");
-    let (nk, nv, dk, dv, kern) = (
-        la.key_heads,
-        la.value_heads,
-        la.key_head_dim,
-        la.value_head_dim,
-        la.conv_kernel,
-    );
+/// Qwen3-Next's grouped projections: per key head `in_qkvz` holds q, k, then its value heads'
+/// v and z, and `in_ba` its value heads' b, then a. Gathered into the convolution's channels
+/// `[q | k | v]` and z, b, a by value head.
+fn grouped_projections(cfg: &ModelConfig, x: &Mat, w_qkvz: &[f32], w_ba: &[f32]) -> (Mat, Mat, Mat, Mat) {
+    let la = cfg.linear_attention.expect("linear attention");
+    let (nk, nv, dk, dv) = (la.key_heads, la.value_heads, la.key_head_dim, la.value_head_dim);
     let r = nv / nk;
     let (kd, vd, cd) = (la.key_dim(), la.value_dim(), la.conv_dim());
     let t_len = x.rows;
-    let qkvz = linear(x, &w.in_qkvz, 2 * kd + 2 * vd);
-    let ba = linear(x, &w.in_ba, 2 * nv);
-    // Per key head the projections hold q, k, then its value heads' v and z (and b, then a):
-    // gather them into the convolution's channels [q | k | v] and z, b, a by value head.
+    let qkvz = linear(x, w_qkvz, 2 * kd + 2 * vd);
+    let ba = linear(x, w_ba, 2 * nv);
     let mut mixed = Mat::zeros(t_len, cd);
     let mut z = Mat::zeros(t_len, vd);
     let (mut b, mut a) = (Mat::zeros(t_len, nv), Mat::zeros(t_len, nv));
@@ -59,6 +51,34 @@ pub fn gated_delta_net(cfg: &ModelConfig, w: &DeltaNet<Vec<f32>>, x: &Mat) -> Ma
             a.row_mut(t)[g * r..(g + 1) * r].copy_from_slice(&sba[g * 2 * r + r..(g + 1) * 2 * r]);
         }
     }
+    (mixed, z, b, a)
+}
+
+/// One Gated DeltaNet layer over `x [T, H]` → `[T, H]`.
+pub fn gated_delta_net(cfg: &ModelConfig, w: &DeltaNet<Vec<f32>>, x: &Mat) -> Mat {
+    let la = cfg
+        .linear_attention
+        .expect("a DeltaNet layer comes from a config with linear attention");
+    let (nk, nv, dk, dv, kern) = (
+        la.key_heads,
+        la.value_heads,
+        la.key_head_dim,
+        la.value_head_dim,
+        la.conv_kernel,
+    );
+    let r = nv / nk;
+    let (kd, vd, cd) = (la.key_dim(), la.value_dim(), la.conv_dim());
+    let t_len = x.rows;
+    let (mixed, z, b, a) = match (&w.in_qkvz, &w.in_ba, &w.in_qkv, &w.in_z, &w.in_b, &w.in_a) {
+        (Some(qkvz), Some(ba), ..) => grouped_projections(cfg, x, qkvz, ba),
+        (_, _, Some(qkv), Some(wz), Some(wb), Some(wa)) => (
+            linear(x, qkv, cd),
+            linear(x, wz, vd),
+            linear(x, wb, nv),
+            linear(x, wa, nv),
+        ),
+        _ => unreachable!("the DeltaNet schema has the grouped or the split projections"),
+    };
     // Causal depthwise convolution (weight [C, 1, K], the last tap on the current token), SiLU.
     let mut conv = Mat::zeros(t_len, cd);
     for t in 0..t_len {

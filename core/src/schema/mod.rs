@@ -153,9 +153,15 @@ pub fn layer(cfg: &ModelConfig, slot: LayerSlot) -> Layer<Spec> {
                 quantizable: false,
                 ..attn(LinConv, vec![la.conv_dim(), 1, la.conv_kernel], Kind::Matrix)
             };
+            let (grouped, split) = (!la.split_projections, la.split_projections);
             Attention::Linear(DeltaNet {
-                in_qkvz: attn(LinQkvz, vec![2 * la.key_dim() + 2 * la.value_dim(), h], Kind::Matrix),
-                in_ba: attn(LinBa, vec![2 * la.value_heads, h], Kind::Matrix),
+                in_qkvz: grouped
+                    .then(|| attn(LinQkvz, vec![2 * la.key_dim() + 2 * la.value_dim(), h], Kind::Matrix)),
+                in_ba: grouped.then(|| attn(LinBa, vec![2 * la.value_heads, h], Kind::Matrix)),
+                in_qkv: split.then(|| attn(LinQkv, vec![la.conv_dim(), h], Kind::Matrix)),
+                in_z: split.then(|| attn(LinZ, vec![la.value_dim(), h], Kind::Matrix)),
+                in_b: split.then(|| attn(LinB, vec![la.value_heads, h], Kind::Matrix)),
+                in_a: split.then(|| attn(LinA, vec![la.value_heads, h], Kind::Matrix)),
                 conv,
                 dt_bias: attn(LinDtBias, vec![la.value_heads], Kind::Bias),
                 a_log: attn(LinALog, vec![la.value_heads], Kind::Bias),

@@ -141,15 +141,25 @@ traverse!(Gqa {
 /// `[value_heads]`, the gated RMSNorm `norm [value_head_dim]` and `out [H, value_dim]`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeltaNet<T> {
-    pub in_qkvz: T,
-    pub in_ba: T,
+    /// Qwen3-Next's grouped projections.
+    pub in_qkvz: Option<T>,
+    pub in_ba: Option<T>,
+    /// Qwen3.5's split ones: `in_qkv [2·key_dim + value_dim, H]` (q, k, v in order),
+    /// `in_z [value_dim, H]`, `in_b`, `in_a [value_heads, H]`.
+    pub in_qkv: Option<T>,
+    pub in_z: Option<T>,
+    pub in_b: Option<T>,
+    pub in_a: Option<T>,
     pub conv: T,
     pub dt_bias: T,
     pub a_log: T,
     pub norm: T,
     pub out: T,
 }
-traverse!(DeltaNet { leaf in_qkvz, leaf in_ba, leaf conv, leaf dt_bias, leaf a_log, leaf norm, leaf out });
+traverse!(DeltaNet {
+    opt in_qkvz, opt in_ba, opt in_qkv, opt in_z, opt in_b, opt in_a,
+    leaf conv, leaf dt_bias, leaf a_log, leaf norm, leaf out,
+});
 
 /// DeepSeek's multi-head latent attention: a full-rank `q` or the low-rank `q_a → norm → q_b`,
 /// the joint KV latent (plus the shared RoPE key) `kv_a → norm → kv_b`, and `o`.

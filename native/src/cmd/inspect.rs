@@ -116,7 +116,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     );
     if p.towers > 0 {
         println!(
-            "towers       {} parameters outside the language model ({}), carried verbatim",
+            "towers       {} parameters outside the language model; carried verbatim: {}",
             human(p.towers),
             s.towers.join(", ")
         );

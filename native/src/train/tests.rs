@@ -626,7 +626,9 @@ fn llama4_trains_and_carries_its_vision_tower() {
 /// Qwen3-Next's Gated DeltaNet layers are not the trainer's: `train` refuses it up front.
 #[test]
 fn qwen3_next_is_refused_by_the_trainer_with_the_reason() {
-    let ckpt = moegrow_core::Checkpoint::open(fixture("hub/qwen3-next-80b-a3b")).unwrap();
-    let err = Arch::new(&ckpt.config).unwrap_err().to_string();
-    assert!(err.contains("Qwen3-Next") && err.contains("Gated DeltaNet"), "{err}");
+    for (name, family) in [("hub/qwen3-next-80b-a3b", "Qwen3-Next"), ("hub/qwen3.5-35b-a3b", "Qwen3.5-MoE")] {
+        let ckpt = moegrow_core::Checkpoint::open(fixture(name)).unwrap();
+        let err = Arch::new(&ckpt.config).unwrap_err().to_string();
+        assert!(err.contains(family) && err.contains("Gated DeltaNet"), "{name}: {err}");
+    }
 }
