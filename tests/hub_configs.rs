@@ -228,3 +228,19 @@ fn qwen3_5_hub_configs() {
         assert!(c.check_computable().is_ok(), "{name}: {:?}", c.not_computed);
     }
 }
+
+/// GLM-4.7-Flash as the hub ships it: DeepSeek-V3's MLA and routing (64 experts top-4, one
+/// shared, × 1.8), layer 0 dense by `mlp_layer_types`' default, one MTP layer.
+#[test]
+fn glm_4_7_flash_hub_config() {
+    let c = hub("GLM-4.7-Flash");
+    assert_eq!(c.family, Family::Glm4MoeLite);
+    assert_eq!((c.num_layers, c.moe.num_experts, c.moe.top_k, c.mtp_layers), (47, 64, 4, 1));
+    assert_eq!(c.moe_layers().collect::<Vec<_>>(), (1..47).collect::<Vec<_>>());
+    let Attention::Mla(m) = &c.attention else { panic!("MLA") };
+    assert_eq!((m.q_lora_rank, m.kv_lora_rank, m.qk_nope_head_dim, m.qk_rope_head_dim, m.v_head_dim), (Some(768), 512, 192, 64, 256));
+    assert!(m.rope_interleave);
+    assert_eq!(c.moe.router.scoring, Scoring::Sigmoid);
+    assert!(c.moe.router.correction_bias && c.moe.router.normalize);
+    assert!((c.moe.router.routed_scaling_factor - 1.8).abs() < 1e-6);
+}

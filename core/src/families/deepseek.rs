@@ -38,6 +38,10 @@ pub(crate) enum Version {
     V2,
     V3,
     V32,
+    /// GLM-4.7-Flash (`glm4_moe_lite`): DeepSeek-V3's MLA and routing under GLM's defaults, its
+    /// dense/MoE pattern from `mlp_layer_types` (default: layer 0 dense, whatever
+    /// `first_k_dense_replace` says, as transformers).
+    Glm47Flash,
 }
 
 pub(crate) fn parse_config(raw: RawConfig, version: Version) -> Result<ModelConfig> {
@@ -115,7 +119,7 @@ pub(crate) fn parse_config(raw: RawConfig, version: Version) -> Result<ModelConf
         qk_nope_head_dim: raw.usize("qk_nope_head_dim")?,
         qk_rope_head_dim: raw.usize("qk_rope_head_dim")?,
         v_head_dim: raw.usize("v_head_dim")?,
-        rope_interleave: if version == Version::V3 {
+        rope_interleave: if matches!(version, Version::V3 | Version::Glm47Flash) {
             raw.bool_or("rope_interleave", true)?
         } else {
             true
@@ -129,14 +133,15 @@ pub(crate) fn parse_config(raw: RawConfig, version: Version) -> Result<ModelConf
             Version::V2 => Family::DeepseekV2,
             Version::V3 => Family::DeepseekV3,
             Version::V32 => Family::DeepseekV32,
+            Version::Glm47Flash => Family::Glm4MoeLite,
         },
         raw,
         Specific {
             attention: Attention::Mla(mla),
-            mlp: if version == Version::V32 {
-                super::mlp_layer_types(raw, layers, first_dense)?
-            } else {
-                super::dense_first(layers, first_dense)
+            mlp: match version {
+                Version::V32 => super::mlp_layer_types(raw, layers, first_dense)?,
+                Version::Glm47Flash => super::mlp_layer_types(raw, layers, 1)?,
+                _ => super::dense_first(layers, first_dense),
             },
             dense_intermediate: raw.usize("intermediate_size")?,
             moe: MoeConfig {

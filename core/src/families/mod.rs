@@ -36,10 +36,11 @@ pub enum Family {
     Llama4,
     Qwen3Next,
     Qwen35Moe,
+    Glm4MoeLite,
 }
 
 const SUPPORTED: &str =
-    "mixtral, qwen2_moe, qwen3_moe, olmoe, deepseek_v2, deepseek_v3 (and kimi_k2, its alias), deepseek_v32, glm4_moe, minimax_m2, gpt_oss, llama4_text (and llama4, its multimodal wrapper), qwen3_next, qwen3_5_moe_text (in qwen3_5_moe, its multimodal wrapper)";
+    "mixtral, qwen2_moe, qwen3_moe, olmoe, deepseek_v2, deepseek_v3 (and kimi_k2, its alias), deepseek_v32, glm4_moe, minimax_m2, gpt_oss, llama4_text (and llama4, its multimodal wrapper), qwen3_next, qwen3_5_moe_text (in qwen3_5_moe, its multimodal wrapper), glm4_moe_lite";
 
 /// A multimodal `model_type` whose language model is one of the families.
 pub(crate) struct WrapperKind {
@@ -97,7 +98,7 @@ pub(crate) struct NameScheme {
 }
 
 impl Family {
-    pub const ALL: [Family; 13] = [
+    pub const ALL: [Family; 14] = [
         Family::Mixtral,
         Family::Qwen2Moe,
         Family::Qwen3Moe,
@@ -111,6 +112,7 @@ impl Family {
         Family::Llama4,
         Family::Qwen3Next,
         Family::Qwen35Moe,
+        Family::Glm4MoeLite,
     ];
 
     pub fn from_model_type(model_type: &str) -> Result<Family> {
@@ -142,6 +144,7 @@ impl Family {
             Family::Llama4 => "llama4_text",
             Family::Qwen3Next => "qwen3_next",
             Family::Qwen35Moe => "qwen3_5_moe_text",
+            Family::Glm4MoeLite => "glm4_moe_lite",
         }
     }
 
@@ -161,6 +164,7 @@ impl Family {
             Family::Llama4 => "Llama-4",
             Family::Qwen3Next => "Qwen3-Next",
             Family::Qwen35Moe => "Qwen3.5-MoE",
+            Family::Glm4MoeLite => "GLM-4.7-Flash",
         }
     }
 
@@ -179,6 +183,7 @@ impl Family {
             Family::Llama4 => llama4::parse_config(raw),
             Family::Qwen3Next => qwen3_next::parse_config(raw, qwen3_next::Version::Next),
             Family::Qwen35Moe => qwen3_next::parse_config(raw, qwen3_next::Version::V35),
+            Family::Glm4MoeLite => deepseek::parse_config(raw, deepseek::Version::Glm47Flash),
         }
     }
 
@@ -188,7 +193,9 @@ impl Family {
             Family::Qwen2Moe => qwen2_moe::NAMES,
             Family::Qwen3Moe => qwen3_moe::NAMES,
             Family::Olmoe => olmoe::NAMES,
-            Family::DeepseekV2 | Family::DeepseekV3 | Family::DeepseekV32 => deepseek::NAMES,
+            Family::DeepseekV2 | Family::DeepseekV3 | Family::DeepseekV32 | Family::Glm4MoeLite => {
+                deepseek::NAMES
+            }
             Family::Glm4Moe => glm4_moe::NAMES,
             Family::MinimaxM2 => minimax_m2::NAMES,
             Family::GptOss => gpt_oss::NAMES,
@@ -220,7 +227,11 @@ impl Family {
     pub fn keeps_f32(self, role: Role) -> bool {
         matches!(
             self,
-            Family::DeepseekV2 | Family::DeepseekV3 | Family::DeepseekV32 | Family::Glm4Moe
+            Family::DeepseekV2
+                | Family::DeepseekV3
+                | Family::DeepseekV32
+                | Family::Glm4Moe
+                | Family::Glm4MoeLite
         ) && matches!(
             role.layer_part(),
             Some((_, LayerRole::Router | LayerRole::RouterBias))

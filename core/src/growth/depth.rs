@@ -173,6 +173,15 @@ pub fn grow_config(cfg: &ModelConfig, map: &LayerMap) -> Result<serde_json::Map<
         // DeepSeek-V3.2 reads its dense/MoE pattern from `mlp_layer_types` when the config has
         // it (remapped above): any pattern is expressible.
         Family::DeepseekV32 if matches!(cfg.raw.get("mlp_layer_types"), Some(Value::Array(_))) => {}
+        // GLM-4.7-Flash reads its pattern from `mlp_layer_types` only (its default ignores
+        // `first_k_dense_replace`): the grown config spells it out, so any pattern is kept.
+        Family::Glm4MoeLite => {
+            let kinds: Vec<&str> = kinds
+                .iter()
+                .map(|k| if *k == MlpKind::Moe { "sparse" } else { "dense" })
+                .collect();
+            raw.insert("mlp_layer_types".into(), kinds.into());
+        }
         Family::DeepseekV2 | Family::DeepseekV3 | Family::DeepseekV32 | Family::Glm4Moe => {
             let first_moe = kinds
                 .iter()
