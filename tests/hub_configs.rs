@@ -244,3 +244,17 @@ fn glm_4_7_flash_hub_config() {
     assert!(c.moe.router.correction_bias && c.moe.router.normalize);
     assert!((c.moe.router.routed_scaling_factor - 1.8).abs() < 1e-6);
 }
+
+/// Qwen3-30B-A3B-FP8's config: block-scaled fp8 `[128, 128]`, each layer's norms and router left
+/// unquantised by name, the architecture Qwen3-30B-A3B's.
+#[test]
+fn qwen3_fp8_hub_config() {
+    let c = hub("Qwen3-30B-A3B-FP8");
+    assert_eq!(c.family, Family::Qwen3Moe);
+    let q = c.quant.as_ref().expect("quantization_config");
+    assert_eq!(q.block, [128, 128]);
+    assert!(q.not_converted.iter().any(|m| m == "model.layers.47.mlp.gate"), "{:?}", q.not_converted);
+    assert!(q.not_converted.iter().any(|m| m == "lm_head"));
+    let plain = hub("Qwen3-30B-A3B");
+    assert_eq!((c.num_layers, c.moe.num_experts, c.moe.top_k), (plain.num_layers, plain.moe.num_experts, plain.moe.top_k));
+}
