@@ -317,7 +317,7 @@ pub fn write_safetensors(
                 tensor: t.name.clone(),
                 reason: format!(
                     "produced {} bytes, but dtype {} and shape {:?} need {}",
-                    if last { so_far } else { so_far.max(data.len()) },
+                    so_far,
                     t.dtype.name(),
                     t.shape,
                     t.nbytes()

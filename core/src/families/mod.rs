@@ -239,8 +239,9 @@ impl Family {
     }
 
     /// The Hugging Face name of a tensor of a model with `num_layers` decoder layers (the
-    /// multi-token-prediction blocks are numbered after them).
-    pub fn tensor_name(self, role: Role, layout: ExpertLayout, num_layers: usize) -> String {
+    /// multi-token-prediction blocks are numbered after them), before a multimodal wrapper's
+    /// renaming: callers use [`ModelConfig::tensor_name`], which applies it.
+    pub(crate) fn tensor_name(self, role: Role, layout: ExpertLayout, num_layers: usize) -> String {
         use crate::roles::MtpRole;
         match role {
             Role::Embed => "model.embed_tokens.weight".into(),

@@ -3,7 +3,7 @@
 //! form, which transformers runs on a whole prompt, is the same sum regrouped).
 
 use super::ops::{linear, sigmoid, silu, Mat};
-use crate::config::ModelConfig;
+use crate::config::{LinearAttention, ModelConfig};
 use crate::schema::DeltaNet;
 
 /// `ln(1 + e^x)`, as torch's softplus (linear above 20).
@@ -25,8 +25,7 @@ fn l2norm(x: &mut [f32]) {
 /// Qwen3-Next's grouped projections: per key head `in_qkvz` holds q, k, then its value heads'
 /// v and z, and `in_ba` its value heads' b, then a. Gathered into the convolution's channels
 /// `[q | k | v]` and z, b, a by value head.
-fn grouped_projections(cfg: &ModelConfig, x: &Mat, w_qkvz: &[f32], w_ba: &[f32]) -> (Mat, Mat, Mat, Mat) {
-    let la = cfg.linear_attention.expect("linear attention");
+fn grouped_projections(la: &LinearAttention, x: &Mat, w_qkvz: &[f32], w_ba: &[f32]) -> (Mat, Mat, Mat, Mat) {
     let (nk, nv, dk, dv) = (la.key_heads, la.value_heads, la.key_head_dim, la.value_head_dim);
     let r = nv / nk;
     let (kd, vd, cd) = (la.key_dim(), la.value_dim(), la.conv_dim());
@@ -70,7 +69,7 @@ pub fn gated_delta_net(cfg: &ModelConfig, w: &DeltaNet<Vec<f32>>, x: &Mat) -> Ma
     let (kd, vd, cd) = (la.key_dim(), la.value_dim(), la.conv_dim());
     let t_len = x.rows;
     let (mixed, z, b, a) = match (&w.in_qkvz, &w.in_ba, &w.in_qkv, &w.in_z, &w.in_b, &w.in_a) {
-        (Some(qkvz), Some(ba), ..) => grouped_projections(cfg, x, qkvz, ba),
+        (Some(qkvz), Some(ba), ..) => grouped_projections(&la, x, qkvz, ba),
         (_, _, Some(qkv), Some(wz), Some(wb), Some(wa)) => (
             linear(x, qkv, cd),
             linear(x, wz, vd),

@@ -145,10 +145,9 @@ pub fn layer(cfg: &ModelConfig, slot: LayerSlot) -> Layer<Spec> {
         (LayerSlot::Decoder(l), Some(la)) if cfg.linear_layers[l] => Some(*la),
         _ => None,
     };
-    let attention = match &cfg.attention {
-        _ if linear.is_some() => {
+    let attention = match (linear, &cfg.attention) {
+        (Some(la), _) => {
             use AttnRole::*;
-            let la = linear.expect("checked");
             let conv = Spec {
                 quantizable: false,
                 ..attn(LinConv, vec![la.conv_dim(), 1, la.conv_kernel], Kind::Matrix)
@@ -169,12 +168,12 @@ pub fn layer(cfg: &ModelConfig, slot: LayerSlot) -> Layer<Spec> {
                 out: attn(LinOut, vec![h, la.value_dim()], Kind::Matrix),
             })
         }
-        config::Attention::Standard {
+        (None, config::Attention::Standard {
             qkv_bias,
             o_bias,
             qk_norm,
             ..
-        } => {
+        }) => {
             use AttnRole::*;
             let q = cfg.num_heads * cfg.head_dim;
             let kv = cfg.num_kv_heads * cfg.head_dim;
@@ -202,7 +201,7 @@ pub fn layer(cfg: &ModelConfig, slot: LayerSlot) -> Layer<Spec> {
                     .then(|| attn(Sinks, vec![cfg.num_heads], Kind::Bias)),
             })
         }
-        config::Attention::Mla(m) => {
+        (None, config::Attention::Mla(m)) => {
             use AttnRole::*;
             let nh = cfg.num_heads;
             let q_out = nh * m.qk_head_dim();
