@@ -258,3 +258,27 @@ fn qwen3_fp8_hub_config() {
     let plain = hub("Qwen3-30B-A3B");
     assert_eq!((c.num_layers, c.moe.num_experts, c.moe.top_k), (plain.num_layers, plain.moe.num_experts, plain.moe.top_k));
 }
+
+/// Kimi-K2.5's config: the multimodal `kimi_k25` wrapper around DeepSeek-V3 (`text_config`'s
+/// `kimi_k2`), its routed experts compressed-tensors int4 in groups of 32, with attention, the
+/// shared expert, the dense MLP and the head left in bf16 by the `ignore` patterns.
+#[test]
+fn kimi_k25_hub_config() {
+    let c = hub("Kimi-K2.5");
+    assert_eq!(c.family, Family::DeepseekV3);
+    assert_eq!(c.raw["model_type"], "kimi_k2");
+    assert!(c.wrapper.is_some());
+    assert_eq!((c.num_layers, c.moe.num_experts, c.moe.top_k, c.mtp_layers), (61, 384, 8, 0));
+    assert_eq!(c.moe_layers().collect::<Vec<_>>(), (1..61).collect::<Vec<_>>());
+    let q = c.quant.as_ref().expect("quantization_config in text_config");
+    assert_eq!((q.format, q.block), (moegrow_core::quant::QuantFormat::Int4, [1, 32]));
+    assert!(matches!(c.rope.scaling, RopeScaling::Yarn { .. }));
+    assert_eq!(c.rope.theta, 50000.0);
+    let names = moegrow_core::schema::layout::disk_tensors(&c, moegrow_core::ExpertLayout::PerExpert);
+    let quantised: Vec<&str> = names.iter().filter(|d| d.quantizable).map(|d| d.name.as_str()).collect();
+    assert_eq!(quantised.len(), 60 * 384 * 3, "the routed experts only: {:?}", &quantised[..3]);
+    assert!(quantised.iter().all(|n| n.starts_with("language_model.model.layers.") && n.contains(".mlp.experts.")));
+    let whole = c.to_json();
+    assert_eq!(whole["model_type"], "kimi_k25");
+    assert_eq!(whole["text_config"]["quantization_config"]["format"], "pack-quantized");
+}

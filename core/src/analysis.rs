@@ -55,6 +55,12 @@ pub fn param_counts_for(cfg: &ModelConfig) -> ParamCounts {
     for s in specs(cfg) {
         let n = s.numel() as u64;
         match (s.kind, s.role) {
+            // transformers makes ERNIE-4.5's correction bias a parameter (DeepSeek's is a buffer).
+            (Kind::Buffer, Role::Layer(_, crate::roles::LayerRole::RouterBias))
+                if cfg.family == crate::Family::Ernie45Moe =>
+            {
+                total += n
+            }
             (Kind::Buffer, _) => {}
             (_, Role::Mtp(..)) => mtp += n,
             (kind, role) => {
@@ -73,12 +79,13 @@ pub fn param_counts_for(cfg: &ModelConfig) -> ParamCounts {
     } else {
         routed * moe.top_k as u64 / moe.num_experts as u64
     };
-    // A carried multi-token-prediction block (Qwen3.5's `mtp.*`) counts with the MTP blocks,
+    // A carried multi-token-prediction block (Qwen3.5's `mtp.*`, ERNIE-4.5's `model.mtp_*`)
+    // counts with the MTP blocks,
     // outside the total, as transformers (which ignores it) counts; other towers in the total.
     let (mut towers, mut carried_mtp) = (0u64, 0u64);
     for c in &cfg.carried {
         let n = c.shape.iter().product::<usize>() as u64;
-        if c.name.starts_with("mtp.") {
+        if c.name.starts_with("mtp.") || c.name.starts_with("model.mtp_") {
             carried_mtp += n;
         } else {
             towers += n;
@@ -105,6 +112,12 @@ pub fn bytes_by_dtype(ckpt: &Checkpoint) -> BTreeMap<&'static str, (usize, u64)>
             let slot = out.entry(s.dtype.name()).or_insert((0usize, 0u64));
             slot.0 += 1;
             slot.1 += s.range.len() as u64;
+            // compressed-tensors int4's `weight_shape`: two integers beside each weight.
+            if s.format == crate::quant::QuantFormat::Int4 {
+                let slot = out.entry(s.shape_dtype.name()).or_insert((0usize, 0u64));
+                slot.0 += 1;
+                slot.1 += 2 * s.shape_dtype.size().unwrap_or(4) as u64;
+            }
         }
     }
     out
@@ -408,6 +421,12 @@ pub fn routing_words(c: &crate::ModelConfig) -> String {
     if let Some(q) = &c.quant {
         if q.format == crate::quant::QuantFormat::Mxfp4 {
             s.push_str("; routed experts stored MXFP4 (fp4 e2m1, an E8M0 scale per 32)");
+        }
+        if q.format == crate::quant::QuantFormat::Int4 {
+            s.push_str(&format!(
+                "; routed experts stored compressed-tensors int4 (symmetric, a scale per {} values of a row)",
+                q.block[1]
+            ));
         }
     }
     s

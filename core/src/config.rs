@@ -382,6 +382,11 @@ impl ModelConfig {
                     cfg.family.model_type()
                 )));
             }
+            // A wrapper's own `quantization_config` (where a loaded config puts it) stands for
+            // the language model when its `text_config` has none.
+            if cfg.quant.is_none() {
+                cfg.quant = crate::quant::Fp8Block::parse(&raw)?;
+            }
             // transformers ties the head by the top-level key of a wrapped model.
             cfg.tie_word_embeddings = RawConfig(&raw).bool_or("tie_word_embeddings", false)?;
             cfg.wrapper = Some(Wrapper {

@@ -36,6 +36,10 @@ pub enum DType {
     F64,
     I64,
     U64,
+    /// Not a safetensors dtype: 4-bit two's-complement-offset integers packed eight to an
+    /// `I32` word, the low nibble first (compressed-tensors' `pack-quantized` int4, each code
+    /// `q + 8`). moegrow's name for the values inside such `I32` tensors; never in a header.
+    I4,
 }
 
 impl DType {
@@ -67,7 +71,7 @@ impl DType {
     /// Bits per element.
     pub fn bits(self) -> usize {
         match self {
-            DType::F4 => 4,
+            DType::F4 | DType::I4 => 4,
             DType::F6E2M3 | DType::F6E3M2 => 6,
             DType::Bool
             | DType::U8
@@ -105,6 +109,16 @@ impl DType {
         self.bits() / a
     }
 
+    /// The byte whose every element is zero: 0 for every float, integer and fp4 format, and
+    /// 0x88 for [`DType::I4`], whose codes are offset by 8.
+    pub fn zero_byte(self) -> u8 {
+        if self == DType::I4 {
+            0x88
+        } else {
+            0
+        }
+    }
+
     /// The safetensors spelling.
     pub fn name(self) -> &'static str {
         match self {
@@ -130,6 +144,7 @@ impl DType {
             DType::F64 => "F64",
             DType::I64 => "I64",
             DType::U64 => "U64",
+            DType::I4 => "I4",
         }
     }
 
@@ -301,6 +316,10 @@ pub fn try_decode_f32(dtype: DType, bytes: &[u8]) -> Option<Vec<f32>> {
         DType::U32 => le!(4, u32),
         DType::I64 => le!(8, i64),
         DType::U64 => le!(8, u64),
+        DType::I4 => bytes
+            .iter()
+            .flat_map(|&b| [(b & 0xF) as f32 - 8.0, (b >> 4) as f32 - 8.0])
+            .collect(),
         DType::F6E2M3 | DType::F6E3M2 | DType::C64 => return None,
     })
 }

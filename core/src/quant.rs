@@ -18,6 +18,19 @@
 //! Microscaling rule: per block the shared exponent `floor(log2(amax)) − 2` (e2m1's largest
 //! exponent), values divided by `2^e`, rounded to the nearest e2m1 value (ties to the even
 //! code) and clamped to ±6; an all-zero block gets exponent 0 (byte 127).
+//!
+//! Int4, as Kimi-K2.5 ships its routed experts (`quantization_config: {quant_method:
+//! "compressed-tensors", format: "pack-quantized"}` with one symmetric 4-bit integer group
+//! scheme): a weight `X.weight [rows, cols]` stored as `X.weight_packed` I32 `[rows, cols/8]`
+//! (eight codes per little-endian word, code `i` in bits `4i..4i+3`, each `q + 8`),
+//! `X.weight_scale` `[rows, cols/G]` (BF16 on the hub) and `X.weight_shape` `[2]` holding
+//! `[rows, cols]`. moegrow holds it as a block quantisation with `[1, G]` blocks whose values
+//! are the packed nibbles ([`DType::I4`]). Decoding is compressed-tensors' `dequantize`:
+//! `q · scale` computed in the scale's dtype (so rounded to bf16 for bf16 scales).
+//! Quantising is its `calculate_qparams` and `quantize` for a model held in the scale's dtype:
+//! values rounded to that dtype, per group `scale = amax / 7.5` (a zero group gets the dtype's
+//! epsilon), `q = round_half_even(w / scale)` clamped to `[-8, 7]`, every step rounded to the
+//! scale's dtype as torch does for bf16 tensors.
 
 use crate::dtype::{decode_f32, encode_f32, f32_to_e4m3, DType, E4M3_MAX};
 use crate::error::{Error, Result};
@@ -44,6 +57,9 @@ pub enum QuantFormat {
     Fp8E4M3,
     /// fp4 e2m1 values two per byte with E8M0 scales per 32 (gpt-oss's `_blocks`/`_scales`).
     Mxfp4,
+    /// compressed-tensors' pack-quantized symmetric int4 with a float scale per group of a row
+    /// (`weight_packed` / `weight_scale` / `weight_shape`, Kimi-K2.5's experts).
+    Int4,
 }
 
 /// MXFP4's block: one scale per 32 values of a row.
@@ -68,6 +84,9 @@ impl Fp8Block {
                     .collect()
             })
             .unwrap_or_default();
+        if method == "compressed-tensors" {
+            return parse_compressed_tensors(q).map(Some);
+        }
         if method == "mxfp4" {
             return Ok(Some(Fp8Block {
                 block: MXFP4_BLOCK,
@@ -78,7 +97,7 @@ impl Fp8Block {
         }
         if method != "fp8" {
             return Err(Error::config(format!(
-                "`quantization_config.quant_method` `{method}` is not supported (moegrow reads block-scaled fp8 and mxfp4)"
+                "`quantization_config.quant_method` `{method}` is not supported (moegrow reads block-scaled fp8, mxfp4 and compressed-tensors' pack-quantized int4)"
             )));
         }
         let block = q
@@ -101,6 +120,24 @@ impl Fp8Block {
 
     /// The `quantization_config` to write for these settings.
     pub fn to_json(&self) -> Value {
+        if self.format == QuantFormat::Int4 {
+            let weights = serde_json::json!({
+                "actorder": null, "block_structure": null, "dynamic": false,
+                "group_size": self.block[1], "num_bits": 4, "observer": "minmax",
+                "observer_kwargs": {}, "strategy": "group", "symmetric": true, "type": "int",
+            });
+            return serde_json::json!({
+                "config_groups": { "group_0": {
+                    "input_activations": null, "output_activations": null,
+                    "targets": ["Linear"], "weights": weights,
+                } },
+                "format": "pack-quantized",
+                "ignore": self.not_converted,
+                "kv_cache_scheme": null,
+                "quant_method": "compressed-tensors",
+                "quantization_status": "compressed",
+            });
+        }
         if self.format == QuantFormat::Mxfp4 {
             let mut q = serde_json::json!({ "quant_method": "mxfp4" });
             if !self.not_converted.is_empty() {
@@ -124,6 +161,123 @@ impl Fp8Block {
     }
 }
 
+impl Fp8Block {
+    /// Which modules the checkpoint keeps unquantised, as a matcher built once per pass.
+    pub(crate) fn ignored(&self) -> Ignored<'_> {
+        let patterns = if self.format == QuantFormat::Int4 {
+            self.not_converted
+                .iter()
+                .filter_map(|p| p.strip_prefix("re:"))
+                .filter_map(|p| regex::Regex::new(&format!("^(?:{p})")).ok())
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Ignored { names: &self.not_converted, patterns, suffixes: self.format == QuantFormat::Int4 }
+    }
+}
+
+/// A config's list of unquantised modules: names, and for compressed-tensors `re:` patterns
+/// (matched from the start of the module name, as Python's `re.match`).
+pub(crate) struct Ignored<'a> {
+    names: &'a [String],
+    patterns: Vec<regex::Regex>,
+    /// compressed-tensors names modules as its loader sees them (`lm_head`), which inside a
+    /// multimodal wrapper are the tail of moegrow's full names (`language_model.lm_head`).
+    suffixes: bool,
+}
+
+impl Ignored<'_> {
+    /// Whether `module` (a weight's name without `.weight`) is kept unquantised.
+    pub(crate) fn contains(&self, module: &str) -> bool {
+        let named = |m: &str| {
+            m == module || (self.suffixes && module.strip_suffix(m).is_some_and(|head| head.ends_with('.')))
+        };
+        self.names.iter().any(|m| named(m)) || self.patterns.iter().any(|p| p.is_match(module))
+    }
+}
+
+/// compressed-tensors' `quantization_config`: only what moegrow reads exactly is accepted —
+/// weights packed (`pack-quantized`, status `compressed`), one scheme for `Linear` layers of
+/// symmetric 4-bit integers with a scale per group of a row and no activation quantisation.
+/// Anything else names the key that differs.
+fn parse_compressed_tensors(q: &Value) -> Result<Fp8Block> {
+    let what = "moegrow reads compressed-tensors' pack-quantized symmetric int4 with group scales (Kimi-K2.5's format)";
+    let bad = |k: &str, v: &Value| {
+        Error::config(format!("`quantization_config.{k}` is {v}: {what}"))
+    };
+    let get = |v: &Value, k: &str| v.get(k).cloned().unwrap_or(Value::Null);
+    let status = get(q, "quantization_status");
+    if status != "compressed" {
+        return Err(bad("quantization_status", &status));
+    }
+    let groups = q.get("config_groups").and_then(Value::as_object).filter(|g| g.len() == 1).ok_or_else(|| {
+        Error::config(format!("`quantization_config.config_groups` must hold exactly one scheme: {what}"))
+    })?;
+    let (gname, group) = groups.iter().next().expect("one group");
+    let format = group.get("format").filter(|f| !f.is_null()).cloned().unwrap_or_else(|| get(q, "format"));
+    if format != "pack-quantized" {
+        return Err(bad("format", &format));
+    }
+    for k in ["input_activations", "output_activations"] {
+        let v = get(group, k);
+        if !v.is_null() {
+            return Err(bad(&format!("config_groups.{gname}.{k}"), &v));
+        }
+    }
+    let kv = get(q, "kv_cache_scheme");
+    if !kv.is_null() {
+        return Err(bad("kv_cache_scheme", &kv));
+    }
+    let targets = get(group, "targets");
+    if targets != serde_json::json!(["Linear"]) {
+        return Err(bad(&format!("config_groups.{gname}.targets"), &targets));
+    }
+    let w = group.get("weights").filter(|w| w.is_object()).ok_or_else(|| {
+        Error::config(format!("`quantization_config.config_groups.{gname}.weights` is missing: {what}"))
+    })?;
+    for (k, want) in [
+        ("num_bits", serde_json::json!(4)),
+        ("type", serde_json::json!("int")),
+        ("symmetric", serde_json::json!(true)),
+        ("strategy", serde_json::json!("group")),
+    ] {
+        let v = get(w, k);
+        if v != want {
+            return Err(bad(&format!("config_groups.{gname}.weights.{k}"), &v));
+        }
+    }
+    for k in ["dynamic", "block_structure"] {
+        let v = get(w, k);
+        if !(v.is_null() || v == false) {
+            return Err(bad(&format!("config_groups.{gname}.weights.{k}"), &v));
+        }
+    }
+    // Activation ordering by groups stores a permutation (`weight_g_idx`) moegrow does not map.
+    let order = get(w, "actorder");
+    if !(order.is_null() || order == false || order == "static") {
+        return Err(bad(&format!("config_groups.{gname}.weights.actorder"), &order));
+    }
+    let group_size = get(w, "group_size");
+    let g = group_size.as_u64().filter(|&g| g > 0).ok_or_else(|| bad(&format!("config_groups.{gname}.weights.group_size"), &group_size))?;
+    let mut ignore = Vec::new();
+    for p in q.get("ignore").and_then(Value::as_array).into_iter().flatten() {
+        let p = p.as_str().ok_or_else(|| bad("ignore", p))?;
+        if let Some(re) = p.strip_prefix("re:") {
+            regex::Regex::new(re).map_err(|e| {
+                Error::config(format!("`quantization_config.ignore` pattern `{p}` is not a regular expression moegrow reads: {e}"))
+            })?;
+        }
+        ignore.push(p.to_string());
+    }
+    Ok(Fp8Block {
+        block: [1, g as usize],
+        not_converted: ignore,
+        pow2_scales: false,
+        format: QuantFormat::Int4,
+    })
+}
+
 /// How one stored tensor is quantised.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BlockQuant {
@@ -134,17 +288,25 @@ pub struct BlockQuant {
     /// DeepSeek-V3.1/V3.2): newly quantised blocks round their scale up to one.
     pub pow2: bool,
     pub format: QuantFormat,
+    /// The dtype of an int4 weight's `weight_shape` tensor (I32 on the hub, I64 as the
+    /// compressor makes it); I32 for the other formats, which have none.
+    pub shape_dtype: DType,
 }
 
 impl BlockQuant {
     /// Block-scaled float8 e4m3 in `block` with scales in `scale_dtype`.
     pub fn fp8(block: [usize; 2], scale_dtype: DType, pow2: bool) -> BlockQuant {
-        BlockQuant { block, scale_dtype, pow2, format: QuantFormat::Fp8E4M3 }
+        BlockQuant { block, scale_dtype, pow2, format: QuantFormat::Fp8E4M3, shape_dtype: DType::I32 }
     }
 
     /// MXFP4: fp4 e2m1 values with an E8M0 scale per 32.
     pub fn mxfp4() -> BlockQuant {
-        BlockQuant { block: MXFP4_BLOCK, scale_dtype: DType::F8E8M0, pow2: true, format: QuantFormat::Mxfp4 }
+        BlockQuant { block: MXFP4_BLOCK, scale_dtype: DType::F8E8M0, pow2: true, format: QuantFormat::Mxfp4, shape_dtype: DType::I32 }
+    }
+
+    /// compressed-tensors int4 in groups of `group` values of a row, scales in `scale_dtype`.
+    pub fn int4(group: usize, scale_dtype: DType, shape_dtype: DType) -> BlockQuant {
+        BlockQuant { block: [1, group], scale_dtype, pow2: false, format: QuantFormat::Int4, shape_dtype }
     }
 
     /// The dtype the quantised values are (packed fp4 for MXFP4).
@@ -152,6 +314,7 @@ impl BlockQuant {
         match self.format {
             QuantFormat::Fp8E4M3 => DType::F8E4M3,
             QuantFormat::Mxfp4 => DType::F4,
+            QuantFormat::Int4 => DType::I4,
         }
     }
 }
@@ -210,7 +373,12 @@ pub fn dequantize(bytes: &[u8], shape: &[usize], scales: &[f32], q: BlockQuant) 
             let srow = &scales[(x * gr + i / b0) * gc..][..gc];
             let at = (x * r + i) * row_bytes;
             let row = decode_f32(dtype, &bytes[at..at + row_bytes]);
-            out.extend(row.iter().take(c).enumerate().map(|(j, v)| v * srow[j / b1]));
+            if q.format == QuantFormat::Int4 {
+                // compressed-tensors multiplies in the scale's dtype.
+                out.extend(row.iter().take(c).enumerate().map(|(j, v)| round_to(q.scale_dtype, v * srow[j / b1])));
+            } else {
+                out.extend(row.iter().take(c).enumerate().map(|(j, v)| v * srow[j / b1]));
+            }
         }
     }
     Ok(out)
@@ -221,6 +389,9 @@ pub fn dequantize(bytes: &[u8], shape: &[usize], scales: &[f32], q: BlockQuant) 
 pub fn quantize(values: &[f32], shape: &[usize], q: BlockQuant) -> Result<(Vec<u8>, Vec<u8>)> {
     if q.format == QuantFormat::Mxfp4 {
         return quantize_mxfp4(values, shape);
+    }
+    if q.format == QuantFormat::Int4 {
+        return quantize_int4(values, shape, q);
     }
     let (e, r, c) = dims(shape);
     let [b0, b1] = q.block;
@@ -275,6 +446,54 @@ pub fn quantize(values: &[f32], shape: &[usize], q: BlockQuant) -> Result<(Vec<u
         }
     }
     Ok((bytes, scale_bytes))
+}
+
+/// `x` rounded to what `dtype` stores (bf16 and f16 round to nearest even; others as f32).
+fn round_to(dtype: DType, x: f32) -> f32 {
+    match dtype {
+        DType::BF16 => half::bf16::from_f32(x).to_f32(),
+        DType::F16 => half::f16::from_f32(x).to_f32(),
+        _ => x,
+    }
+}
+
+/// compressed-tensors int4 quantisation of rows of `shape` (see the module docs for the rule):
+/// packed codes (eight per little-endian word, the low nibble first, each `q + 8`) and one
+/// scale per group of `q.block[1]` values, in `q.scale_dtype`.
+fn quantize_int4(values: &[f32], shape: &[usize], q: BlockQuant) -> Result<(Vec<u8>, Vec<u8>)> {
+    let (e, r, c) = dims(shape);
+    let g = q.block[1];
+    if values.len() != e * r * c || g == 0 || !c.is_multiple_of(g) || !c.is_multiple_of(8) || !is_scale_dtype(q.scale_dtype) || q.scale_dtype == DType::F8E8M0 {
+        return Err(Error::Invalid(format!(
+            "{} values do not make a {shape:?} tensor of whole int4 groups of {g} in {} scales (rows a multiple of 8 and of the group)",
+            values.len(),
+            q.scale_dtype.name()
+        )));
+    }
+    let round = |x: f32| round_to(q.scale_dtype, x);
+    // torch.finfo(dtype).eps: what a zero group's scale becomes.
+    let eps = match q.scale_dtype {
+        DType::BF16 => 2f32.powi(-7),
+        DType::F16 => 2f32.powi(-10),
+        _ => f32::EPSILON,
+    };
+    let mut codes = Vec::with_capacity(values.len() / 2);
+    let mut scales = Vec::with_capacity(values.len() / g);
+    let mut w = vec![0f32; g];
+    for group in values.chunks_exact(g) {
+        for (d, v) in w.iter_mut().zip(group) {
+            *d = round(*v);
+        }
+        let amax = w.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let mut s = round(amax / 7.5);
+        if s == 0.0 {
+            s = eps;
+        }
+        scales.push(s);
+        let code = |x: f32| (round(x / s).round_ties_even().clamp(-8.0, 7.0) as i32 + 8) as u8;
+        codes.extend(w.chunks_exact(2).map(|p| code(p[0]) | (code(p[1]) << 4)));
+    }
+    Ok((codes, encode_f32(q.scale_dtype, &scales)))
 }
 
 /// The e2m1 code nearest to `x` (already divided by its block's scale), ties to the even
@@ -431,5 +650,87 @@ mod tests {
         let back = dequantize(&bytes, &[2, 2], &s, q).unwrap();
         assert_eq!(back[3], -7.0);
         assert_eq!(&back[..2], &[0.0, 0.0]);
+    }
+
+    /// compressed-tensors' own int4 (its `calculate_qparams`, `quantize`, packing and
+    /// `dequantize`, run by tests/fixtures/hub/generate_kimi_k25.py on bf16 rows with a zero
+    /// group, x.5 ties, a lone outlier and negative extremes): moegrow's quantiser writes the
+    /// same words and scales bit for bit, and its decoder gives the same values.
+    #[test]
+    fn int4_matches_compressed_tensors_bit_for_bit() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../tests/fixtures/hub/kimi-k2.5/compressed_tensors_int4.safetensors");
+        let bytes = std::fs::read(&path).unwrap();
+        let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        let get = |n: &str| st.tensor(n).unwrap().data().to_vec();
+        let input = decode_f32(DType::BF16, &get("input"));
+        let shape = [6usize, 96];
+        let q = BlockQuant::int4(32, DType::BF16, DType::I32);
+        let (codes, scales) = quantize(&input, &shape, q).unwrap();
+        let want_codes = get("weight_packed");
+        let want_scales = get("weight_scale");
+        for (i, (a, b)) in codes.iter().zip(&want_codes).enumerate() {
+            assert_eq!(a, b, "packed byte {i} (row {}, values {}..{})", i / 48, 2 * (i % 48), 2 * (i % 48) + 2);
+        }
+        assert_eq!(codes.len(), want_codes.len());
+        assert_eq!(scales, want_scales, "scales");
+        let back = dequantize(&want_codes, &shape, &decode_f32(DType::BF16, &want_scales), q).unwrap();
+        let want = decode_f32(DType::BF16, &get("decompressed"));
+        for (i, (a, b)) in back.iter().zip(&want).enumerate() {
+            assert_eq!(a.to_bits(), b.to_bits(), "value {i} (row {}, column {}): {a} vs {b}", i / 96, i % 96);
+        }
+        assert!(quantize(&input[..90], &[3, 30], q).is_err(), "rows of whole groups only");
+    }
+
+    /// compressed-tensors configs moegrow reads exactly, and each kind it does not, refused by
+    /// the key that differs.
+    #[test]
+    fn compressed_tensors_configs_are_read_or_refused_by_key() {
+        let base = serde_json::json!({
+            "config_groups": {"group_0": {"input_activations": null, "output_activations": null, "targets": ["Linear"],
+                "weights": {"actorder": null, "block_structure": null, "dynamic": false, "group_size": 32, "num_bits": 4,
+                    "observer": "minmax", "observer_kwargs": {}, "strategy": "group", "symmetric": true, "type": "int"}}},
+            "format": "pack-quantized",
+            "ignore": ["lm_head", "re:.*self_attn.*", "re:.*mlp\\.(gate|up|gate_up|down)_proj.*"],
+            "kv_cache_scheme": null, "quant_method": "compressed-tensors", "quantization_status": "compressed"
+        });
+        let parse = |q: &serde_json::Value| {
+            let mut raw = serde_json::Map::new();
+            raw.insert("quantization_config".into(), q.clone());
+            Fp8Block::parse(&raw)
+        };
+        let q = parse(&base).unwrap().unwrap();
+        assert_eq!((q.format, q.block), (QuantFormat::Int4, [1, 32]));
+        let ig = q.ignored();
+        for m in ["language_model.lm_head", "lm_head", "language_model.model.layers.3.self_attn.q_a_proj",
+                  "language_model.model.layers.0.mlp.gate_proj", "model.layers.1.mlp.shared_experts.down_proj"] {
+            assert!(ig.contains(m) == !m.contains("shared_experts"), "{m}");
+        }
+        for m in ["language_model.model.layers.1.mlp.experts.7.gate_proj", "xlm_head", "language_model.model.layers.1.mlp.gate"] {
+            assert!(!ig.contains(m), "{m}");
+        }
+        let set = |path: &[&str], v: serde_json::Value| {
+            let mut q = base.clone();
+            let mut at = &mut q;
+            for k in &path[..path.len() - 1] {
+                at = at.get_mut(*k).unwrap();
+            }
+            at[path[path.len() - 1]] = v;
+            q
+        };
+        let w = ["config_groups", "group_0", "weights"];
+        for (q, key) in [
+            (set(&["format"], "float-quantized".into()), "format"),
+            (set(&["quantization_status"], "frozen".into()), "quantization_status"),
+            (set(&[w[0], w[1], w[2], "num_bits"], 8.into()), "num_bits"),
+            (set(&[w[0], w[1], w[2], "symmetric"], false.into()), "symmetric"),
+            (set(&[w[0], w[1], w[2], "strategy"], "channel".into()), "strategy"),
+            (set(&[w[0], w[1], w[2], "actorder"], "group".into()), "actorder"),
+            (set(&[w[0], w[1], "input_activations"], serde_json::json!({"num_bits": 8})), "input_activations"),
+            (set(&["ignore"], serde_json::json!(["re:(unclosed"])), "regular expression"),
+        ] {
+            let e = parse(&q).err().unwrap_or_else(|| panic!("{key} accepted")).to_string();
+            assert!(e.contains(key), "{key}: {e}");
+        }
     }
 }

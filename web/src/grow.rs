@@ -142,7 +142,8 @@ pub async fn grow(
         let (metadata, extra) = provenance::outputs(&record);
         let (shards, index) = plan_files(&tensors, max, &metadata.into_iter().collect());
         // One need per output tensor: a block-quantised weight's scales (FP8 `_scale_inv`,
-        // MXFP4 `_scales`, written right after it) need what the weight needs.
+        // MXFP4 `_scales`, int4 `weight_scale` and `weight_shape`, written right after it)
+        // need what the weight needs.
         let disk = disk_tensors(&grown.config, layout);
         let need_of = |d: &moegrow_core::schema::layout::DiskTensor| match d.role.layer_part() {
             Some((LayerSlot::Decoder(l), _)) => Need::Layer(LayerSlot::Decoder(grown.layer_sources[l])),
@@ -153,7 +154,9 @@ pub async fn grow(
         let mut needs: Vec<Need> = Vec::with_capacity(tensors.len());
         for t in &tensors {
             let starts = disk.get(at).is_some_and(|d| {
-                t.name == d.name || t.name == moegrow_core::schema::layout::mxfp4_names(&d.name).0
+                t.name == d.name
+                    || t.name == moegrow_core::schema::layout::mxfp4_names(&d.name).0
+                    || t.name == moegrow_core::schema::layout::int4_names(&d.name)[0]
             });
             match (starts, needs.last()) {
                 (true, _) => {

@@ -73,6 +73,28 @@ pub async fn stats(s: &Session, name: &str, bins: usize, p: &Progress) -> Result
         }
         return Ok(dequantised_summary(name, "MXFP4", &values, bins));
     }
+    if let Some(sc) = scale.as_ref().filter(|sc| sc.format == moegrow_core::quant::QuantFormat::Int4) {
+        // compressed-tensors int4: `[rows, cols/8]` I32 words (half a byte per value) and a
+        // scale per group of a row, so a run of whole rows dequantises with its scales.
+        let sfile = s.ckpt.borrow().shards[sc.shard].name.clone();
+        let scales = decode_f32(sc.dtype, &s.shards[sc.shard].read(&sfile, sc.range.start as u64..sc.range.end as u64).await?);
+        let q = moegrow_core::quant::BlockQuant::int4(sc.block[1], sc.dtype, sc.shape_dtype);
+        let cols = shape.last().copied().unwrap_or(1) * 8;
+        let (row_bytes, row_scales) = ((cols / 2).max(1), cols.div_ceil(sc.block[1].max(1)));
+        let step = (CHUNK as usize / row_bytes).max(1) * row_bytes;
+        let mut values = Vec::new();
+        let mut at = 0usize;
+        while at < range.len() {
+            let to = (at + step).min(range.len());
+            let bytes = src.read(&file, (range.start + at) as u64..(range.start + to) as u64).await?;
+            let (r0, r1) = (at / row_bytes, to / row_bytes);
+            let srows = scales.get(r0 * row_scales..r1 * row_scales).ok_or_else(|| format!("`{name}`: its scales are short"))?;
+            values.extend(moegrow_core::quant::dequantize(&bytes, &[r1 - r0, cols], srows, q).map_err(|e| e.to_string())?);
+            at = to;
+            p.report(at as f64, range.len() as f64, name).await?;
+        }
+        return Ok(dequantised_summary(name, "int4", &values, bins));
+    }
     if let Some(sc) = scale {
         // A float8 weight: the statistics of its values, dequantised block row by block row
         // with its (small) scale grid.

@@ -242,6 +242,8 @@ fn growth_equals_the_native_writer() {
         // A multimodal wrapper: the vision tower carried verbatim next to the grown text model.
         ("hub/llama4-scout", r#"{"depth": 2, "experts": 2, "seed": 5}"#),
         ("hub/llama4-maverick", r#"{"depth": 2, "experts": 2, "seed": 6}"#),
+        // compressed-tensors int4 experts (noisy copies requantised) inside Kimi-K2.5's wrapper.
+        ("hub/kimi-k2.5", r#"{"depth": 2, "experts": 2, "seed": 8}"#),
     ] {
         let dir = fixture(name);
         let o: GrowOptions = serde_json::from_str(opts).unwrap();

@@ -79,8 +79,11 @@ pub struct ScaleEntry {
     pub shard: usize,
     pub range: Range<usize>,
     pub block: [usize; 2],
-    /// float8 with `weight_scale_inv`, or MXFP4 `_blocks` with `_scales`.
+    /// float8 with `weight_scale_inv`, MXFP4 `_blocks` with `_scales`, or int4
+    /// `weight_packed` with `weight_scale`.
     pub format: crate::quant::QuantFormat,
+    /// The dtype of an int4 weight's `weight_shape` (I32 for the other formats).
+    pub shape_dtype: DType,
 }
 
 impl TensorEntry {
@@ -261,11 +264,19 @@ impl Checkpoint {
         let family = config.family;
         // A wrapped language model's towers (a vision model, its projector) are carried
         // verbatim, in name order; their names come from the checkpoint, not the config.
-        if let Some(w) = &config.wrapper {
+        // Likewise tensors the family ships beside its language model and transformers
+        // ignores (ERNIE-4.5's multi-token-prediction block).
+        let towers: Vec<&str> = config
+            .wrapper
+            .iter()
+            .flat_map(|w| w.towers.iter().copied())
+            .chain(family.carried_prefixes().iter().copied())
+            .collect();
+        if !towers.is_empty() {
             let mut carried: Vec<crate::config::Carried> = shards
                 .iter()
                 .flat_map(|s| s.header.tensors.iter())
-                .filter(|t| w.towers.iter().any(|p| t.name.starts_with(p)))
+                .filter(|t| towers.iter().any(|p| t.name.starts_with(p)))
                 .map(|t| crate::config::Carried {
                     name: t.name.clone(),
                     shape: t.shape.clone(),
@@ -279,10 +290,18 @@ impl Checkpoint {
         let mut known: HashMap<String, (Role, Option<ExpertLayout>)> = HashMap::new();
         // The scale names of quantisable weights, for block-quantised checkpoints.
         let mut scale_of: HashMap<String, Role> = HashMap::new();
+        // compressed-tensors' `weight_shape` of each int4 weight.
+        let mut shape_of: HashMap<String, Role> = HashMap::new();
         for layout in [ExpertLayout::PerExpert, ExpertLayout::Fused] {
             for d in disk_tensors(&config, layout) {
                 let specific = (d.kind == Kind::Experts).then_some(layout);
                 match config.quant.as_ref().map(|q| q.format) {
+                    Some(crate::quant::QuantFormat::Int4) if d.quantizable => {
+                        let [packed, scales, shape] = layout::int4_names(&d.name);
+                        known.insert(packed, (d.role, specific));
+                        scale_of.insert(scales, d.role);
+                        shape_of.insert(shape, d.role);
+                    }
                     Some(crate::quant::QuantFormat::Mxfp4) if d.quantizable => {
                         let (blocks, scales) = layout::mxfp4_names(&d.name);
                         known.insert(blocks, (d.role, specific));
@@ -298,6 +317,7 @@ impl Checkpoint {
         }
         let mut found: Vec<(Role, usize, &HeaderTensor)> = Vec::new();
         let mut scales: HashMap<Role, (usize, &HeaderTensor)> = HashMap::new();
+        let mut shapes: HashMap<Role, (usize, &HeaderTensor)> = HashMap::new();
         let mut layouts_seen: BTreeMap<&'static str, String> = BTreeMap::new();
         let mut seen_names: HashMap<&str, &str> = HashMap::new();
         for (si, shard) in shards.iter().enumerate() {
@@ -327,6 +347,10 @@ impl Checkpoint {
                 }
                 if let Some(&role) = scale_of.get(&t.name) {
                     scales.insert(role, (si, t));
+                    continue;
+                }
+                if let Some(&role) = shape_of.get(&t.name) {
+                    shapes.insert(role, (si, t));
                     continue;
                 }
                 let Some(&(role, specific)) = known.get(&t.name) else {
@@ -394,12 +418,15 @@ impl Checkpoint {
                 };
                 return Err(Error::MissingTensor { tensor: name, why });
             };
-            // MXFP4 experts are stored as `_blocks` in their own shape.
+            // MXFP4 experts are stored as `_blocks`, int4 weights as `weight_packed`, each in
+            // its own shape.
             let blocks = t.name != name;
-            let shape = if blocks {
-                layout::mxfp4_shapes(&layout::shape_of(&config, role)?).0
-            } else {
-                shape
+            let schema_shape = shape.clone();
+            let int4 = config.quant.as_ref().filter(|q| q.format == crate::quant::QuantFormat::Int4);
+            let shape = match (blocks, int4) {
+                (false, _) => shape,
+                (true, Some(q)) => layout::int4_shapes(&shape, q.block[1]).0,
+                (true, None) => layout::mxfp4_shapes(&layout::shape_of(&config, role)?).0,
             };
             if t.shape != shape {
                 return Err(Error::ShapeMismatch {
@@ -416,7 +443,25 @@ impl Checkpoint {
                 });
             }
             let scale = match scales.remove(&role) {
-                Some((ss, st)) => Some(scale_entry(&config, &shards[ss].name, &name, t, ss, st)?),
+                Some((ss, st)) => {
+                    let mut e = scale_entry(&config, &shards[ss].name, &name, &schema_shape, t, ss, st)?;
+                    if int4.is_some() {
+                        let (sh, st) = shapes.remove(&role).ok_or_else(|| Error::Tensor {
+                            file: shards[shard].name.clone(),
+                            tensor: t.name.clone(),
+                            reason: format!("is int4 but `{}` is missing", layout::int4_names(&name)[2]),
+                        })?;
+                        e.shape_dtype = check_int4_shape(&shards[sh], st, &schema_shape)?;
+                    }
+                    Some(e)
+                }
+                None if blocks && int4.is_some() => {
+                    return Err(Error::Tensor {
+                        file: shards[shard].name.clone(),
+                        tensor: t.name.clone(),
+                        reason: format!("is int4 but `{}` is missing", layout::int4_names(&name)[1]),
+                    })
+                }
                 None if blocks => {
                     return Err(Error::Tensor {
                         file: shards[shard].name.clone(),
@@ -454,6 +499,13 @@ impl Checkpoint {
                 file: shards[*s].name.clone(),
                 tensor: t.name.clone(),
                 reason: "is a block scale of a weight this checkpoint does not store in this layout".into(),
+            });
+        }
+        if let Some((_, (s, t))) = shapes.iter().next() {
+            return Err(Error::Tensor {
+                file: shards[*s].name.clone(),
+                tensor: t.name.clone(),
+                reason: "is the `weight_shape` of an int4 weight this checkpoint does not store packed".into(),
             });
         }
         check_expert_dtypes(&config, &entries)?;
@@ -657,6 +709,7 @@ impl TensorSource for Checkpoint {
         let stored = |r: Role| -> Result<Option<crate::quant::BlockQuant>> {
             Ok(self.entry(r)?.scale.as_ref().map(|s| match s.format {
                 crate::quant::QuantFormat::Mxfp4 => crate::quant::BlockQuant::mxfp4(),
+                crate::quant::QuantFormat::Int4 => crate::quant::BlockQuant::int4(s.block[1], s.dtype, s.shape_dtype),
                 crate::quant::QuantFormat::Fp8E4M3 => crate::quant::BlockQuant::fp8(
                     s.block,
                     s.dtype,
@@ -803,6 +856,7 @@ impl TensorSource for Checkpoint {
 fn value_dtype(e: &TensorEntry) -> DType {
     match &e.scale {
         Some(s) if s.format == crate::quant::QuantFormat::Mxfp4 => DType::F4,
+        Some(s) if s.format == crate::quant::QuantFormat::Int4 => DType::I4,
         _ => e.dtype,
     }
 }
@@ -826,7 +880,7 @@ impl Checkpoint {
             })?;
             let kind = match s.format {
                 crate::quant::QuantFormat::Mxfp4 => layout::Stored::Mxfp4Scales,
-                crate::quant::QuantFormat::Fp8E4M3 => layout::Stored::Values(s.dtype),
+                crate::quant::QuantFormat::Fp8E4M3 | crate::quant::QuantFormat::Int4 => layout::Stored::Values(s.dtype),
             };
             (b, kind)
         } else {
@@ -857,6 +911,7 @@ fn scale_entry(
     config: &ModelConfig,
     file: &str,
     weight: &str,
+    schema_shape: &[usize],
     w: &HeaderTensor,
     shard: usize,
     s: &HeaderTensor,
@@ -871,7 +926,9 @@ fn scale_entry(
         .as_ref()
         .expect("scales are mapped only for quantised configs");
     let block = quant.block;
-    if quant.format == crate::quant::QuantFormat::Mxfp4 {
+    if quant.format == crate::quant::QuantFormat::Int4 {
+        check_int4_scale(weight, w, s, schema_shape, block[1]).map_err(bad)?;
+    } else if quant.format == crate::quant::QuantFormat::Mxfp4 {
         if w.dtype != DType::U8 {
             return Err(bad(format!("scales `{}`, which is {} rather than U8 MXFP4 blocks", w.name, w.dtype.name())));
         }
@@ -897,10 +954,55 @@ fn scale_entry(
         range: s.range.clone(),
         block,
         format: quant.format,
+        shape_dtype: DType::I32,
     })
 }
 
 /// A float8 weight's scale grid: e4m3 values, a scale dtype moegrow reads, the block grid.
+/// An int4 weight's packed codes and scales: I32 words, scales in a float dtype, one per
+/// group of a row, the columns whole groups of whole words (what compressed-tensors writes
+/// for group quantisation, and what moegrow maps byte for byte).
+fn check_int4_scale(weight: &str, w: &HeaderTensor, s: &HeaderTensor, shape: &[usize], group: usize) -> std::result::Result<(), String> {
+    if w.dtype != DType::I32 {
+        return Err(format!("scales `{}`, which is {} rather than I32 packed int4", w.name, w.dtype.name()));
+    }
+    if !matches!(s.dtype, DType::BF16 | DType::F16 | DType::F32) {
+        return Err(format!("int4 group scales in {} are not supported (BF16, F16, F32)", s.dtype.name()));
+    }
+    let cols = shape.last().copied().unwrap_or(0);
+    if !cols.is_multiple_of(8) || !cols.is_multiple_of(group) {
+        return Err(format!(
+            "`{weight}` has {cols} columns, not whole groups of {group} in whole 8-code words: moegrow maps such int4 rows only"
+        ));
+    }
+    let want = layout::int4_shapes(shape, group).1;
+    if s.shape != want {
+        return Err(format!("has shape {:?}; `{weight}` {shape:?} in groups of {group} needs {want:?}", s.shape));
+    }
+    Ok(())
+}
+
+/// An int4 weight's `weight_shape`: `[2]` integers equal to the weight's shape (checked when
+/// its bytes are at hand; a browser's lazily read shard checks them when read). Returns its
+/// dtype, which outputs keep.
+fn check_int4_shape(shard: &Shard, t: &HeaderTensor, shape: &[usize]) -> Result<DType> {
+    let bad = |reason: String| Error::Tensor { file: shard.name.clone(), tensor: t.name.clone(), reason };
+    if !matches!(t.dtype, DType::I32 | DType::I64) || t.shape != [2] {
+        return Err(bad(format!("is {} {:?}; an int4 weight's shape is I32 or I64 [2]", t.dtype.name(), t.shape)));
+    }
+    if let Some(b) = shard.data.slice(t.range.clone()) {
+        let got: Vec<i64> = match t.dtype {
+            DType::I32 => b.chunks_exact(4).map(|c| i32::from_le_bytes(c.try_into().expect("4 bytes")) as i64).collect(),
+            _ => b.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes"))).collect(),
+        };
+        let want: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
+        if got != want {
+            return Err(bad(format!("holds {got:?}, but the weight is {want:?}")));
+        }
+    }
+    Ok(t.dtype)
+}
+
 fn check_fp8_scale(weight: &str, w: &HeaderTensor, s: &HeaderTensor, block: [usize; 2]) -> std::result::Result<(), String> {
     if w.dtype != DType::F8E4M3 {
         return Err(format!(

@@ -5,6 +5,7 @@
 //! Everything else is named the same way by all of them and lives here.
 
 mod deepseek;
+mod ernie4_5_moe;
 mod glm4_moe;
 mod gpt_oss;
 mod llama4;
@@ -37,10 +38,11 @@ pub enum Family {
     Qwen3Next,
     Qwen35Moe,
     Glm4MoeLite,
+    Ernie45Moe,
 }
 
 const SUPPORTED: &str =
-    "mixtral, qwen2_moe, qwen3_moe, olmoe, deepseek_v2, deepseek_v3 (and kimi_k2, its alias), deepseek_v32, glm4_moe, minimax_m2, gpt_oss, llama4_text (and llama4, its multimodal wrapper), qwen3_next, qwen3_5_moe_text (in qwen3_5_moe, its multimodal wrapper), glm4_moe_lite";
+    "mixtral, qwen2_moe, qwen3_moe, olmoe, deepseek_v2, deepseek_v3 (and kimi_k2, its alias), deepseek_v32, glm4_moe, minimax_m2, gpt_oss, llama4_text (and llama4, its multimodal wrapper), qwen3_next, qwen3_5_moe_text (in qwen3_5_moe, its multimodal wrapper), glm4_moe_lite, kimi_k25 (DeepSeek-V3 in a multimodal wrapper), ernie4_5_moe";
 
 /// A multimodal `model_type` whose language model is one of the families.
 pub(crate) struct WrapperKind {
@@ -69,6 +71,14 @@ pub(crate) fn wrapper(model_type: &str) -> Option<WrapperKind> {
             head: "lm_head.weight",
             towers: &["model.visual.", "mtp."],
         }),
+        // Kimi-K2.5's `KimiK25ForConditionalGeneration` (remote code): DeepSeek-V3 (as
+        // `kimi_k2`) under `language_model.`, beside the MoonViT tower and its projector.
+        "kimi_k25" => Some(WrapperKind {
+            text_family: Family::DeepseekV3,
+            text_model: "language_model.model.",
+            head: "language_model.lm_head.weight",
+            towers: &["vision_tower.", "mm_projector."],
+        }),
         _ => None,
     }
 }
@@ -77,6 +87,8 @@ pub(crate) fn wrapper(model_type: &str) -> Option<WrapperKind> {
 /// is DeepSeek-V3's (transformers has no `kimi_k2` of its own; Kimi-K2.5 rewrites it to
 /// `deepseek_v3`).
 const ALIASES: &[(&str, Family)] = &[("kimi_k2", Family::DeepseekV3)];
+
+pub(crate) use ernie4_5_moe::layer_keys as ernie_layer_keys;
 
 /// The family-specific parts of tensor names.
 pub(crate) struct NameScheme {
@@ -98,7 +110,7 @@ pub(crate) struct NameScheme {
 }
 
 impl Family {
-    pub const ALL: [Family; 14] = [
+    pub const ALL: [Family; 15] = [
         Family::Mixtral,
         Family::Qwen2Moe,
         Family::Qwen3Moe,
@@ -113,6 +125,7 @@ impl Family {
         Family::Qwen3Next,
         Family::Qwen35Moe,
         Family::Glm4MoeLite,
+        Family::Ernie45Moe,
     ];
 
     pub fn from_model_type(model_type: &str) -> Result<Family> {
@@ -145,6 +158,7 @@ impl Family {
             Family::Qwen3Next => "qwen3_next",
             Family::Qwen35Moe => "qwen3_5_moe_text",
             Family::Glm4MoeLite => "glm4_moe_lite",
+            Family::Ernie45Moe => "ernie4_5_moe",
         }
     }
 
@@ -165,6 +179,7 @@ impl Family {
             Family::Qwen3Next => "Qwen3-Next",
             Family::Qwen35Moe => "Qwen3.5-MoE",
             Family::Glm4MoeLite => "GLM-4.7-Flash",
+            Family::Ernie45Moe => "ERNIE-4.5-MoE",
         }
     }
 
@@ -184,6 +199,7 @@ impl Family {
             Family::Qwen3Next => qwen3_next::parse_config(raw, qwen3_next::Version::Next),
             Family::Qwen35Moe => qwen3_next::parse_config(raw, qwen3_next::Version::V35),
             Family::Glm4MoeLite => deepseek::parse_config(raw, deepseek::Version::Glm47Flash),
+            Family::Ernie45Moe => ernie4_5_moe::parse_config(raw),
         }
     }
 
@@ -201,6 +217,7 @@ impl Family {
             Family::GptOss => gpt_oss::NAMES,
             Family::Llama4 => llama4::NAMES,
             Family::Qwen3Next | Family::Qwen35Moe => qwen3_next::NAMES,
+            Family::Ernie45Moe => ernie4_5_moe::NAMES,
         }
     }
 
@@ -212,6 +229,16 @@ impl Family {
             ExpertLayout::Fused
         } else {
             ExpertLayout::PerExpert
+        }
+    }
+
+    /// Name prefixes of tensors the family's checkpoints ship beside the language model and
+    /// transformers ignores (ERNIE-4.5's multi-token-prediction block): carried verbatim, as a
+    /// multimodal wrapper's towers are.
+    pub fn carried_prefixes(self) -> &'static [&'static str] {
+        match self {
+            Family::Ernie45Moe => ernie4_5_moe::CARRIED,
+            _ => &[],
         }
     }
 
@@ -232,6 +259,7 @@ impl Family {
                 | Family::DeepseekV32
                 | Family::Glm4Moe
                 | Family::Glm4MoeLite
+                | Family::Ernie45Moe
         ) && matches!(
             role.layer_part(),
             Some((_, LayerRole::Router | LayerRole::RouterBias))

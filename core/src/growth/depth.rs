@@ -209,6 +209,23 @@ pub fn grow_config(cfg: &ModelConfig, map: &LayerMap) -> Result<serde_json::Map<
             let rope: Vec<u8> = sources.iter().map(|&s| cfg.rope_layers[s] as u8).collect();
             raw.insert("no_rope_layers".into(), rope.into());
         }
+        // ERNIE-4.5's MoE layers by start, end and interval: kept when the grown pattern is
+        // one (interposition of a model whose dense layers lead is), refused otherwise.
+        Family::Ernie45Moe => {
+            let interval = cfg.raw.get("moe_layer_interval").and_then(Value::as_u64).unwrap_or(1) as usize;
+            let Some((start, end)) = crate::families::ernie_layer_keys(&kinds, interval.max(1)) else {
+                return Err(Error::Invalid(format!(
+                    "ERNIE-4.5 configs give their MoE layers as a start, an end and an interval (moe_layer_start_index, moe_layer_end_index, moe_layer_interval = {interval}); this layer map's dense/MoE pattern is not one (try interposition)"
+                )));
+            };
+            raw.insert("moe_layer_start_index".into(), start.into());
+            // -1 (the last layer) stays -1 when the MoE layers still run to the end.
+            let to_end = end + 1 == new_n
+                && matches!(cfg.raw.get("moe_layer_end_index").and_then(Value::as_i64), None | Some(-1));
+            if !to_end || cfg.raw.contains_key("moe_layer_end_index") {
+                raw.insert("moe_layer_end_index".into(), if to_end { (-1i64).into() } else { end.into() });
+            }
+        }
         Family::Mixtral | Family::Olmoe | Family::MinimaxM2 => {}
     }
     Ok(raw)

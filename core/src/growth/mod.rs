@@ -151,6 +151,7 @@ impl GrowthPlan {
                         seed: self.seed,
                         index: index as u64,
                         down_scale: w.down_scale(&cfg),
+                        bias_scale: w.bias_scale(&cfg),
                         config,
                         fp8_noise: fp8_noise.clone(),
                         pending_scales: Default::default(),

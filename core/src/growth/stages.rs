@@ -78,8 +78,8 @@ impl TensorSource for DepthStage<'_> {
         self.prev.release(self.source(role))
     }
     fn read_scales(&self, role: Role) -> Result<Cow<'_, [u8]>> {
-        // A zeroed copy keeps its scales: zero float8 bytes dequantise to zero whatever they
-        // are.
+        // A zeroed copy keeps its scales: zero codes (float8 and fp4 zero bytes, int4's
+        // code 8) dequantise to zero whatever they are.
         self.prev.read_scales(self.source(role))
     }
     fn read_f32(&self, role: Role) -> Result<Vec<f32>> {
@@ -94,7 +94,8 @@ impl TensorSource for DepthStage<'_> {
         let bytes = self.prev.read(self.source(role))?;
         if let Role::Layer(i, r) = role {
             if self.zero_init_copies && self.map.0[i].repeat && writes_residual(r) {
-                return Ok(Cow::Owned(vec![0u8; bytes.len()]));
+                let zero = self.dtype_of(role)?.zero_byte();
+                return Ok(Cow::Owned(vec![zero; bytes.len()]));
             }
         }
         Ok(bytes)
@@ -110,6 +111,8 @@ pub struct WidthStage<'a> {
     /// Position of this stage in the plan (keeps the noise of two width steps independent).
     pub index: u64,
     pub down_scale: f32,
+    /// The copies' correction biases' scale (see `WidthStep::bias_scale`).
+    pub bias_scale: f32,
     pub config: ModelConfig,
     /// The scale grids of requantised copies whose bytes were produced and whose scales the
     /// writer has not asked for yet (see `quantised_copy`).
@@ -353,6 +356,9 @@ impl WidthStage<'_> {
             }
             if matches!(role.layer_part(), Some((_, LayerRole::ExpertsDownBias))) && !random {
                 row.iter_mut().for_each(|x| *x *= self.down_scale);
+            }
+            if matches!(role.layer_part(), Some((_, LayerRole::RouterBias))) {
+                row.iter_mut().for_each(|x| *x *= self.bias_scale);
             }
             out.extend(row);
         }

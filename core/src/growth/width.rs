@@ -117,6 +117,19 @@ impl WidthStep {
         }
     }
 
+    /// A correction bias added to *softmax* probabilities (ERNIE-4.5): M copies of an expert
+    /// share its probability (each gets p/M), so the copies' biases carry 1/M too and every
+    /// selection compares the same sums, scaled (`p/M + b/M`). Sigmoid scores (DeepSeek) do
+    /// not change with the expert count, nor do their biases.
+    pub fn bias_scale(&self, cfg: &ModelConfig) -> f32 {
+        let r = &cfg.moe.router;
+        if r.scoring == Scoring::Softmax && r.correction_bias {
+            1.0 / self.factor as f32
+        } else {
+            1.0
+        }
+    }
+
     /// The wider model's config, and notes for the user.
     pub fn grow_config(
         &self,
@@ -127,7 +140,7 @@ impl WidthStep {
         let mut notes = Vec::new();
         let experts = cfg.moe.num_experts * m;
         let mut wrote = false;
-        for key in ["num_local_experts", "num_experts", "n_routed_experts"] {
+        for key in ["num_local_experts", "num_experts", "n_routed_experts", "moe_num_experts"] {
             if raw.contains_key(key) {
                 raw.insert(key.into(), experts.into());
                 wrote = true;
@@ -136,7 +149,10 @@ impl WidthStep {
         if !wrote {
             return Err(Error::config("no expert-count key to update"));
         }
-        raw.insert("num_experts_per_tok".into(), (cfg.moe.top_k * m).into());
+        // ERNIE-4.5 spells top-k `moe_k` (transformers maps `num_experts_per_tok` onto it, so
+        // writing both would leave one to win).
+        let topk_key = if raw.contains_key("moe_k") { "moe_k" } else { "num_experts_per_tok" };
+        raw.insert(topk_key.into(), (cfg.moe.top_k * m).into());
         // gpt-oss's hub config also carries its original spelling.
         if raw.contains_key("experts_per_token") {
             raw.insert("experts_per_token".into(), (cfg.moe.top_k * m).into());
@@ -155,6 +171,11 @@ impl WidthStep {
         if self.down_scale(cfg) != 1.0 {
             notes.push(format!(
                 "sigmoid routing without renormalisation: every copy's down projection scaled by 1/{m} so the function is kept"
+            ));
+        }
+        if self.bias_scale(cfg) != 1.0 {
+            notes.push(format!(
+                "softmax routing with a selection bias: every copy's correction bias scaled by 1/{m}, as its probability is, so the same experts are chosen"
             ));
         }
         if let Some(c) = cfg.raw.get("router_aux_loss_coef").and_then(Value::as_f64) {

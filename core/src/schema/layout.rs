@@ -38,11 +38,14 @@ pub struct DiskTensor {
 pub fn disk_tensors(cfg: &ModelConfig, layout: ExpertLayout) -> Vec<DiskTensor> {
     let mut out = Vec::new();
     let name = |role| cfg.tensor_name(role, layout);
+    let ignored = cfg.quant.as_ref().map(|q| q.ignored());
+    // compressed-tensors quantises `Linear` modules: weights named `….weight`, not the fused
+    // layout's stacked `experts.gate_up_proj`.
+    let int4 = cfg.quant.as_ref().is_some_and(|q| q.format == QuantFormat::Int4);
     let skipped = |n: &str| {
-        cfg.quant.as_ref().is_some_and(|q| {
-            let module = n.strip_suffix(".weight").unwrap_or(n);
-            q.not_converted.iter().any(|m| m == module)
-        })
+        let module = n.strip_suffix(".weight");
+        (int4 && module.is_none())
+            || ignored.as_ref().is_some_and(|ig| ig.contains(module.unwrap_or(n)))
     };
     let disk = |name: String, role, shape: Vec<usize>, kind, quantizable: bool| DiskTensor {
         quantizable: quantizable && !skipped(&name),
@@ -231,6 +234,25 @@ pub fn mxfp4_shapes(schema_shape: &[usize]) -> (Vec<usize>, Vec<usize>) {
     let mut blocks = scales.clone();
     blocks.push(16);
     (blocks, scales)
+}
+
+/// compressed-tensors' on-disk names of a weight `X.weight`: the packed codes, the scales and
+/// the original shape (`X.weight_packed`, `X.weight_scale`, `X.weight_shape`).
+pub fn int4_names(name: &str) -> [String; 3] {
+    let m = name.strip_suffix("weight").unwrap_or(name);
+    [format!("{m}weight_packed"), format!("{m}weight_scale"), format!("{m}weight_shape")]
+}
+
+/// compressed-tensors' on-disk shapes of an int4 weight of shape `[rows, cols]` in groups of
+/// `group`: packed `[rows, ceil(cols/8)]` I32 words and scales `[rows, ceil(cols/group)]`.
+pub fn int4_shapes(shape: &[usize], group: usize) -> (Vec<usize>, Vec<usize>) {
+    let n = shape.len();
+    let (mut packed, mut scales) = (shape.to_vec(), shape.to_vec());
+    if n > 0 {
+        packed[n - 1] = shape[n - 1].div_ceil(8);
+        scales[n - 1] = shape[n - 1].div_ceil(group.max(1));
+    }
+    (packed, scales)
 }
 
 /// The stacked schema leaf an expert matrix belongs to and its elements there; `None` for a
@@ -471,7 +493,7 @@ impl Storage {
                         QuantFormat::Mxfp4 => ["model.layers.*.self_attn", "model.layers.*.mlp.router", "model.embed_tokens", "lm_head"]
                             .map(String::from)
                             .to_vec(),
-                        QuantFormat::Fp8E4M3 => Vec::new(),
+                        QuantFormat::Fp8E4M3 | QuantFormat::Int4 => Vec::new(),
                     };
                     let cfg = crate::quant::Fp8Block {
                         block: q.block,
@@ -519,6 +541,18 @@ pub fn output_tensors<'a, S: TensorSource + ?Sized>(
             family.name()
         )));
     }
+    if cfg.quant.as_ref().is_some_and(|q| q.format == QuantFormat::Int4) {
+        if matches!(storage, Storage::Fp8(_)) {
+            return Err(Error::Invalid(
+                "this checkpoint's weights are compressed-tensors int4; moegrow does not requantise them to another format (--dtype bf16 dequantises)".into(),
+            ));
+        }
+        if layout == ExpertLayout::Fused && storage == Storage::AsSource {
+            return Err(Error::Invalid(
+                "compressed-tensors stores int4 experts one weight per expert (`….experts.{e}.gate_proj.weight_packed`): write --layout per-expert, or dequantise with --dtype bf16".into(),
+            ));
+        }
+    }
     let mut out = Vec::new();
     for d in disk_tensors(cfg, layout) {
         let role = d.role;
@@ -535,13 +569,34 @@ pub fn output_tensors<'a, S: TensorSource + ?Sized>(
             let shape = shape_of(cfg, role)?;
             let sshape = scale_shape(&shape, q.block);
             let scale_bytes = q.scale_dtype.bytes_for(sshape.iter().product()).unwrap_or(0);
-            // MXFP4 is stored under its own names and shapes, as U8, in gpt-oss's arrangement.
+            // MXFP4 is stored under its own names and shapes, as U8, in gpt-oss's arrangement;
+            // int4 as I32 words beside its scales and its shape.
             let mx = q.format == QuantFormat::Mxfp4;
+            let int4 = q.format == QuantFormat::Int4;
             let (names, shapes) = if mx {
                 (mxfp4_names(&d.name), mxfp4_shapes(&shape))
+            } else if int4 {
+                let [packed, scales, _] = int4_names(&d.name);
+                ((packed, scales), int4_shapes(&shape, q.block[1]))
             } else {
                 ((d.name.clone(), scale_name(&d.name)), (d.shape.clone(), sshape))
             };
+            // compressed-tensors' `weight_shape`, after the scales, in the source's dtype.
+            let shape_tensor = int4.then(|| {
+                let wide = q.shape_dtype == DType::I64;
+                let bytes: Vec<u8> = if wide {
+                    shape.iter().flat_map(|&x| (x as i64).to_le_bytes()).collect()
+                } else {
+                    shape.iter().flat_map(|&x| (x as i32).to_le_bytes()).collect()
+                };
+                OutputTensor {
+                    pieces: None,
+                    name: int4_names(&d.name)[2].clone(),
+                    dtype: if wide { DType::I64 } else { DType::I32 },
+                    shape: vec![shape.len()],
+                    data: Box::new(move || Ok(Cow::Owned(bytes.clone()))),
+                }
+            });
             let arrange = arranged(cfg, role);
             let stored = move |bytes: Cow<'a, [u8]>, kind: Stored| -> Result<Cow<'a, [u8]>> {
                 if arrange {
@@ -578,7 +633,13 @@ pub fn output_tensors<'a, S: TensorSource + ?Sized>(
             out.push(OutputTensor {
                 pieces: None,
                 name: names.0,
-                dtype: if mx { DType::U8 } else { q.value_dtype() },
+                dtype: if mx {
+                    DType::U8
+                } else if int4 {
+                    DType::I32
+                } else {
+                    q.value_dtype()
+                },
                 shape: shapes.0,
                 data: Box::new(move || {
                     let v = if requantize {
@@ -614,6 +675,7 @@ pub fn output_tensors<'a, S: TensorSource + ?Sized>(
                     stored(s, Stored::Mxfp4Scales)
                 }),
             });
+            out.extend(shape_tensor);
             continue;
         }
         let to = match storage {

@@ -113,7 +113,11 @@ pub fn layer(cfg: &ModelConfig, slot: LayerSlot) -> Layer<Spec> {
             router_bias: m
                 .router
                 .correction_bias
-                .then(|| spec(LayerRole::RouterBias, vec![e], Kind::Buffer)),
+                // ERNIE-4.5 stores its correction bias as one row per expert group: [1, E].
+                .then(|| {
+                    let shape = if cfg.family == crate::families::Family::Ernie45Moe { vec![1, e] } else { vec![e] };
+                    spec(LayerRole::RouterBias, shape, Kind::Buffer)
+                }),
             router_logit_bias: cfg
                 .router_logit_bias
                 .then(|| spec(LayerRole::RouterLogitBias, vec![e], Kind::Bias)),

@@ -243,15 +243,11 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         summary.files.len()
     );
     if let Some(s) = grown.fp8_noise_survival() {
-        let mx = grown
-            .config
-            .quant
-            .as_ref()
-            .is_some_and(|q| q.format == moegrow_core::quant::QuantFormat::Mxfp4);
-        let (label, what, bits) = if mx {
-            ("mxfp4", "MXFP4", "e2m1 keeps 1 mantissa bit")
-        } else {
-            ("fp8", "float8", "e4m3 keeps 3 mantissa bits")
+        use moegrow_core::quant::QuantFormat;
+        let (label, what, bits) = match grown.config.quant.as_ref().map(|q| q.format) {
+            Some(QuantFormat::Mxfp4) => ("mxfp4", "MXFP4", "e2m1 keeps 1 mantissa bit"),
+            Some(QuantFormat::Int4) => ("int4", "int4", "16 levels per group"),
+            _ => ("fp8", "float8", "e4m3 keeps 3 mantissa bits"),
         };
         println!(
             "{label:<7} {:.0}% of the width noise survived requantising the {what} experts{}",

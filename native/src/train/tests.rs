@@ -75,6 +75,9 @@ const TRAINABLE: &[&str] = &[
     "hub/llama4-scout",
     "hub/llama4-maverick",
     "hub/llama4-scout-text",
+    // ERNIE-4.5: interleaved RoPE over the whole head, softmax routing with a [1, E] correction
+    // bias for selection, two ungated shared experts, a dense first layer, a tied head.
+    "hub/ernie-4.5-21b-a3b",
 ];
 
 #[test]
@@ -598,6 +601,32 @@ fn gpt_oss_is_refused_by_the_trainer_with_the_reason() {
 /// Llama-4 trains: its router, experts (through the input scaling), shared expert and
 /// attention move; the vision tower comes back byte for byte and the saved checkpoint is still a
 /// Llama-4 multimodal one.
+/// ERNIE-4.5 trains (its correction bias steered, not trained, as GLM's) and its
+/// multi-token-prediction block, which transformers drops, is carried through unchanged.
+#[test]
+fn ernie_trains_and_carries_its_mtp_block() {
+    let (src, back, _tmp) = train_three_steps(&fixture("hub/ernie-4.5-21b-a3b"), 8);
+    let mut moved = Vec::new();
+    let mut carried = 0;
+    for e in src.entries() {
+        let b = back.entry(e.role).unwrap_or_else(|err| panic!("{}: {err}", e.name));
+        assert_eq!(b.name, e.name);
+        let equal = src.bytes(e.role).unwrap() == back.bytes(b.role).unwrap();
+        if matches!(e.role, moegrow_core::Role::Carried(_)) {
+            assert!(equal && e.name.starts_with("model.mtp_"), "{}: the MTP block changed", e.name);
+            carried += 1;
+        } else if e.name.ends_with("e_score_correction_bias") {
+            assert!(equal, "{}: trained", e.name);
+        } else if !equal {
+            moved.push(e.name.clone());
+        }
+    }
+    assert_eq!(carried, 12, "the fixture's MTP tensors");
+    for want in ["mlp.gate.weight", "mlp.shared_experts.up_proj.weight", "experts.1.down_proj.weight", "mlp.up_proj.weight"] {
+        assert!(moved.iter().any(|n| n.ends_with(want)), "{want} did not train: {moved:?}");
+    }
+}
+
 #[test]
 fn llama4_trains_and_carries_its_vision_tower() {
     let (src, back, _tmp) = train_three_steps(&fixture("hub/llama4-scout"), 12);
