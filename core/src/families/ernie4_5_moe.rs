@@ -120,3 +120,56 @@ pub(crate) fn layer_keys(kinds: &[MlpKind], interval: usize) -> Option<(usize, u
     let last = kinds.iter().rposition(|k| *k == MlpKind::Moe)?;
     (moe_layers(kinds.len(), first, last, interval) == kinds).then_some((first, last))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ModelConfig;
+
+    fn cfg(extra: serde_json::Value) -> ModelConfig {
+        let mut v = serde_json::json!({
+            "model_type": "ernie4_5_moe", "hidden_size": 32, "intermediate_size": 40, "num_hidden_layers": 6,
+            "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 96, "moe_num_experts": 8,
+            "moe_k": 2, "moe_intermediate_size": 16
+        });
+        for (k, x) in extra.as_object().unwrap() {
+            v[k] = x.clone();
+        }
+        ModelConfig::from_json(v).unwrap()
+    }
+
+    /// transformers' rule and defaults: MoE from `moe_layer_start_index` (1) to the last layer
+    /// (`moe_layer_end_index` −1 or absent) every `moe_layer_interval`-th; two shared experts,
+    /// a tied head and θ = 500000 when the file is silent; the 300B's layout (start 3, no shared
+    /// experts) and an interval of 2.
+    #[test]
+    fn layer_pattern_and_defaults_follow_transformers() {
+        let kinds = |c: &ModelConfig| c.mlp.iter().map(|k| (*k == MlpKind::Moe) as u8).collect::<Vec<_>>();
+        let c = cfg(serde_json::json!({}));
+        assert_eq!(kinds(&c), [0, 1, 1, 1, 1, 1]);
+        assert!(c.tie_word_embeddings && c.rope_interleave);
+        assert_eq!(c.rope.theta, 500000.0);
+        assert_eq!(c.moe.shared.map(|s| (s.intermediate, s.gated)), Some((32, false)));
+        let big = cfg(serde_json::json!({"moe_layer_start_index": 3, "moe_num_shared_experts": 0, "tie_word_embeddings": false, "rope_theta": 10000}));
+        assert_eq!(kinds(&big), [0, 0, 0, 1, 1, 1]);
+        assert!(big.moe.shared.is_none() && !big.tie_word_embeddings);
+        assert_eq!(big.rope.theta, 10000.0);
+        let stepped = cfg(serde_json::json!({"moe_layer_interval": 2, "moe_layer_start_index": 0, "moe_layer_end_index": 4}));
+        assert_eq!(kinds(&stepped), [0, 1, 0, 1, 0, 0]);
+        assert!(ModelConfig::from_json(serde_json::json!({"model_type": "ernie4_5_moe", "hidden_size": 32, "num_hidden_layers": 2,
+            "num_attention_heads": 4, "vocab_size": 96, "use_bias": true})).unwrap_err().to_string().contains("use_bias"));
+    }
+
+    /// A grown pattern is written back as a start and an end when ERNIE's rule can say it, and
+    /// not otherwise.
+    #[test]
+    fn grown_patterns_map_to_start_and_end_or_are_refused() {
+        use MlpKind::{Dense as D, Moe as M};
+        assert_eq!(layer_keys(&[D, D, M, M, M, M], 1), Some((2, 5)));
+        assert_eq!(layer_keys(&[D, M, M, D], 1), Some((1, 2)), "dense after the end index");
+        assert_eq!(layer_keys(&[D, M, D, M], 1), None, "a dense layer between MoE ones");
+        assert_eq!(layer_keys(&[D, M, D, M], 2), Some((1, 3)));
+        assert_eq!(layer_keys(&[D, D, M, M], 2), None, "interposition of an interval-2 model");
+        assert_eq!(layer_keys(&[D, D], 1), None);
+    }
+}

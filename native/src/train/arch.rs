@@ -14,7 +14,7 @@ pub struct Slot {
 }
 
 /// The architecture of a trainable model: the families with standard (GQA) attention —
-/// Qwen3-MoE, Qwen2-MoE, Mixtral, OLMoE, MiniMax-M2, GLM-4.5 and Llama-4 (interleaved RoPE,
+/// Qwen3-MoE, Qwen2-MoE, Mixtral, OLMoE, MiniMax-M2, GLM-4.5, ERNIE-4.5 and Llama-4 (interleaved RoPE,
 /// NoPE layers with their temperature, chunked attention, the weightless q/k norm,
 /// input-scaled experts) — and every routing variant `core` parses.
 #[derive(Debug, Clone)]
