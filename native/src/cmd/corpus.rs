@@ -29,6 +29,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let (train_bytes, eval_bytes) = corpus.bytes();
     let stats = json!({
         "corpus": name,
+        "read": corpus.report,
         "documents": {"train": corpus.train.len(), "heldout": corpus.heldout.len()},
         "bytes": {"train": train_bytes, "heldout": eval_bytes},
         "tokens": {"train": train_ids.len(), "heldout": eval_ids.len()},

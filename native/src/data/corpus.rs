@@ -14,7 +14,13 @@ pub struct Document {
 pub struct Corpus {
     pub train: Vec<Document>,
     pub heldout: Vec<Document>,
+    /// What was read, skipped and split, in words, for the user (`train` and `corpus` print it).
+    pub report: Vec<String>,
 }
+
+/// A single text file is cut into pieces of about this many bytes, at paragraph breaks where
+/// it has them, so that a held-out part exists.
+pub const PIECE_BYTES: usize = 4096;
 
 /// One document in this many goes to the held-out part.
 pub const HELDOUT_EVERY: u64 = 20;
@@ -31,13 +37,24 @@ fn is_heldout(source: &str) -> bool {
 }
 
 impl Corpus {
-    fn from_documents(docs: Vec<Document>) -> anyhow::Result<Corpus> {
-        let docs: Vec<Document> = docs
+    fn from_documents(docs: Vec<Document>, mut report: Vec<String>) -> anyhow::Result<Corpus> {
+        let mut docs: Vec<Document> = docs
             .into_iter()
             .filter(|d| !d.text.trim().is_empty())
             .collect();
         if docs.is_empty() {
-            bail!("the corpus has no text");
+            bail!("the corpus has no text{}", report.first().map(|r| format!(" ({r})")).unwrap_or_default());
+        }
+        // One document (the most common corpus: one text file): its pieces are the documents.
+        if docs.len() == 1 {
+            let d = docs.pop().expect("one");
+            docs = split(&d);
+            report.push(format!(
+                "{} is one document ({} bytes): cut into {} pieces of about {PIECE_BYTES} bytes at paragraph breaks",
+                d.source,
+                d.text.len(),
+                docs.len()
+            ));
         }
         let (heldout, train): (Vec<_>, Vec<_>) =
             docs.into_iter().partition(|d| is_heldout(&d.source));
@@ -46,23 +63,45 @@ impl Corpus {
             let mut all: Vec<Document> = train.into_iter().chain(heldout).collect();
             all.sort_by(|a, b| a.source.cmp(&b.source));
             if all.len() < 2 {
-                bail!("the corpus needs at least two documents (one is held out for evaluation)");
+                bail!(
+                    "the corpus needs at least two documents (one is held out for evaluation); its one document has {} bytes, too short to cut into pieces of {PIECE_BYTES}",
+                    all.first().map_or(0, |d| d.text.len())
+                );
             }
             let last = all.pop().expect("two or more");
             return Ok(Corpus {
                 train: all,
                 heldout: vec![last],
+                report,
             });
         }
-        Ok(Corpus { train, heldout })
+        Ok(Corpus { train, heldout, report })
     }
 
-    /// A text file, a directory of them (recursively, `.txt`, `.md`, `.jsonl`), or a JSONL file
-    /// whose lines are objects with a `text` field.
+    /// A text file, a directory of them (recursively; every file read by its content, not its
+    /// name: binary files and hidden entries are skipped and counted), or a JSONL file (`.jsonl`)
+    /// whose lines are objects with a `text` field. A corpus of one document is cut into
+    /// pieces ([`PIECE_BYTES`]) so that one can be held out.
     pub fn load(path: &Path) -> anyhow::Result<Corpus> {
         let mut docs = Vec::new();
-        collect(path, &mut docs)?;
-        Self::from_documents(docs).with_context(|| format!("corpus {}", path.display()))
+        let mut skipped = Vec::new();
+        collect(path, &mut docs, &mut skipped)?;
+        let mut report = Vec::new();
+        if path.is_dir() {
+            let bytes: usize = docs.iter().map(|d| d.text.len()).sum();
+            let mut line = format!("read {} documents ({bytes} bytes) from {}", docs.len(), path.display());
+            if !skipped.is_empty() {
+                let shown: Vec<&str> = skipped.iter().take(5).map(String::as_str).collect();
+                line.push_str(&format!(
+                    "; skipped {} binary or non-UTF-8 files ({}{})",
+                    skipped.len(),
+                    shown.join(", "),
+                    if skipped.len() > shown.len() { ", …" } else { "" }
+                ));
+            }
+            report.push(line);
+        }
+        Self::from_documents(docs, report).with_context(|| format!("corpus {}", path.display()))
     }
 
     /// The books shipped with the Rust toolchain's documentation (`rustup component add
@@ -90,7 +129,7 @@ impl Corpus {
         if docs.is_empty() {
             bail!("no documentation books found under {}; install them with `rustup component add rust-docs`, or pass --corpus PATH", root.display());
         }
-        Self::from_documents(docs)
+        Self::from_documents(docs, Vec::new())
     }
 
     /// `path` if given, else the built-in default (the Rust documentation books), with a name
@@ -236,7 +275,58 @@ pub fn html_to_text(html: &str) -> String {
     text.trim().to_string()
 }
 
-fn collect(path: &Path, docs: &mut Vec<Document>) -> anyhow::Result<()> {
+/// Pieces of one document of about [`PIECE_BYTES`]: whole paragraphs (blank-line separated)
+/// gathered until a piece is full; a paragraph longer than a piece is cut at the last
+/// whitespace (or character boundary) before the limit. Sources `path#k`.
+fn split(d: &Document) -> Vec<Document> {
+    let mut pieces: Vec<String> = Vec::new();
+    let mut cur = String::new();
+    let push = |cur: &mut String, pieces: &mut Vec<String>| {
+        if !cur.trim().is_empty() {
+            pieces.push(std::mem::take(cur));
+        }
+        cur.clear();
+    };
+    for para in d.text.split("\n\n") {
+        if !cur.is_empty() && cur.len() + para.len() + 2 > PIECE_BYTES {
+            push(&mut cur, &mut pieces);
+        }
+        let mut rest = para;
+        while rest.len() > PIECE_BYTES {
+            let mut cut = PIECE_BYTES;
+            while !rest.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            if let Some(ws) = rest[..cut].rfind(char::is_whitespace).filter(|&w| w > 0) {
+                cut = ws;
+            }
+            push(&mut cur, &mut pieces);
+            cur.push_str(&rest[..cut]);
+            push(&mut cur, &mut pieces);
+            rest = rest[cut..].trim_start();
+        }
+        if !cur.is_empty() {
+            cur.push_str("\n\n");
+        }
+        cur.push_str(rest);
+    }
+    push(&mut cur, &mut pieces);
+    pieces
+        .into_iter()
+        .enumerate()
+        .map(|(k, text)| Document { source: format!("{}#{k}", d.source), text })
+        .collect()
+}
+
+/// Text in a file: UTF-8 without NUL bytes (what a text file is, whatever its name says).
+fn as_text(bytes: Vec<u8>) -> Option<String> {
+    if bytes.contains(&0) {
+        return None;
+    }
+    String::from_utf8(bytes).ok()
+}
+
+fn collect(path: &Path, docs: &mut Vec<Document>, skipped: &mut Vec<String>) -> anyhow::Result<()> {
     if path.is_dir() {
         let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
             .with_context(|| format!("cannot list {}", path.display()))?
@@ -244,17 +334,25 @@ fn collect(path: &Path, docs: &mut Vec<Document>) -> anyhow::Result<()> {
             .collect::<Result<_, _>>()?;
         entries.sort();
         for e in entries {
-            if e.is_dir()
-                || e.extension()
-                    .is_some_and(|x| x == "txt" || x == "md" || x == "jsonl")
-            {
-                collect(&e, docs)?;
+            // Hidden entries (`.git`, editor files) are not the corpus.
+            if e.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')) {
+                continue;
+            }
+            if e.is_dir() || e.extension().is_some_and(|x| x == "jsonl") {
+                collect(&e, docs, skipped)?;
+                continue;
+            }
+            let bytes = std::fs::read(&e).with_context(|| format!("cannot read {}", e.display()))?;
+            match as_text(bytes) {
+                Some(text) => docs.push(Document { source: e.display().to_string(), text }),
+                None => skipped.push(e.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default()),
             }
         }
         return Ok(());
     }
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read {} as UTF-8 text", path.display()))?;
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text = as_text(bytes)
+        .with_context(|| format!("cannot read {} as UTF-8 text (it holds NUL bytes or invalid UTF-8)", path.display()))?;
     if path.extension().is_some_and(|x| x == "jsonl") {
         for (i, line) in text.lines().enumerate() {
             if line.trim().is_empty() {
@@ -333,6 +431,52 @@ mod tests {
             .iter()
             .chain(&a.heldout)
             .any(|d| d.text == "from jsonl"));
+    }
+
+    /// One plain text file, the most common corpus there is: cut into pieces at paragraph
+    /// breaks (a paragraph longer than a piece at whitespace), every byte of text kept, one
+    /// piece or more held out, the same way each time, and the report says so.
+    #[test]
+    fn a_single_text_file_is_cut_into_pieces_with_a_held_out_part() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("corpus.txt");
+        let mut text = String::new();
+        for i in 0..300 {
+            text.push_str(&format!("Paragraph {i} says something about ownership and borrowing in Rust.\n\n"));
+        }
+        text.push_str(&"word ".repeat(3000)); // one paragraph of 15000 bytes
+        std::fs::write(&f, &text).unwrap();
+        let c = Corpus::load(&f).unwrap();
+        let all: Vec<&Document> = c.train.iter().chain(&c.heldout).collect();
+        assert!(all.len() >= 8 && !c.heldout.is_empty() && !c.train.is_empty(), "{} pieces", all.len());
+        assert!(all.iter().all(|d| d.text.len() <= PIECE_BYTES && d.source.starts_with(&f.display().to_string())));
+        let words = |s: &str| s.split_whitespace().map(str::to_string).collect::<Vec<_>>();
+        let mut pieces: Vec<&Document> = all.clone();
+        pieces.sort_by_key(|d| d.source.rsplit('#').next().unwrap().parse::<usize>().unwrap());
+        let joined: Vec<String> = pieces.iter().flat_map(|d| words(&d.text)).collect();
+        assert_eq!(joined, words(&text), "no text lost or reordered");
+        assert!(c.report.iter().any(|r| r.contains("cut into")), "{:?}", c.report);
+        let again = Corpus::load(&f).unwrap();
+        assert_eq!(again.heldout.iter().map(|d| &d.source).collect::<Vec<_>>(), c.heldout.iter().map(|d| &d.source).collect::<Vec<_>>());
+    }
+
+    /// A folder is read by content: text files without an extension (`README`, `GPL-3`) are
+    /// documents, binary files are skipped and named in the report, hidden entries ignored.
+    #[test]
+    fn folders_are_read_by_content_and_binary_files_are_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("README"), "A readme without an extension.\n\nIt is text.").unwrap();
+        std::fs::write(dir.path().join("GPL-3"), "GNU GENERAL PUBLIC LICENSE\nVersion 3").unwrap();
+        std::fs::write(dir.path().join("logo.png"), [0x89u8, b'P', b'N', b'G', 0, 0, 0, 13]).unwrap();
+        std::fs::write(dir.path().join("latin1.txt"), [b'c', b'a', b'f', 0xE9]).unwrap();
+        std::fs::create_dir(dir.path().join(".git")).unwrap();
+        std::fs::write(dir.path().join(".git").join("HEAD"), "ref: refs/heads/main").unwrap();
+        let c = Corpus::load(dir.path()).unwrap();
+        let sources: Vec<String> = c.train.iter().chain(&c.heldout).map(|d| d.source.clone()).collect();
+        assert_eq!(sources.len(), 2, "{sources:?}");
+        assert!(sources.iter().any(|s| s.ends_with("README")) && sources.iter().any(|s| s.ends_with("GPL-3")));
+        let r = c.report.join("\n");
+        assert!(r.contains("read 2 documents") && r.contains("skipped 2") && r.contains("logo.png") && r.contains("latin1.txt"), "{r}");
     }
 
     #[test]

@@ -155,6 +155,7 @@ mod tests {
         Corpus {
             train: docs(40, 0),
             heldout: docs(3, 100),
+            report: Vec::new(),
         }
     }
 

@@ -554,6 +554,9 @@ fn prepare_data(
     model_vocab: usize,
 ) -> anyhow::Result<RunData> {
     let corpus = Corpus::load_or_default(cfg.corpus.as_deref())?.0;
+    for line in &corpus.report {
+        println!("corpus  {line}");
+    }
     let tok_path = out.join("tokenizer.json");
     let load = |p: &Path| -> anyhow::Result<(Tokenizer, PathBuf)> {
         let (file, dir) = if p.is_dir() {
