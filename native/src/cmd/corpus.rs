@@ -9,6 +9,9 @@ pub struct Args {
     /// Text file, directory or JSONL (`text` field); default: the Rust documentation books.
     #[arg(long)]
     pub corpus: Option<PathBuf>,
+    /// The JSONL field holding each document's text.
+    #[arg(long, default_value = "text")]
+    pub text_field: String,
     /// Byte-level BPE vocabulary size.
     #[arg(long, default_value_t = 4096)]
     pub vocab_size: usize,
@@ -21,7 +24,7 @@ pub struct Args {
 /// baseline (the held-out loss a model that ignores context reaches).
 pub fn run(a: Args) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
-    let (corpus, name) = Corpus::load_or_default(a.corpus.as_deref())?;
+    let (corpus, name) = Corpus::load_or_default(a.corpus.as_deref(), &a.text_field)?;
     let tk = tokenizer::train(&corpus, a.vocab_size)?;
     let vocab = tk.get_vocab_size(true);
     let train_ids = tokenizer::encode(&tk, &corpus.train)?;

@@ -37,6 +37,9 @@ pub struct Args {
     /// Text file, directory or JSONL (`text` field); default: the Rust documentation books.
     #[arg(long)]
     pub corpus: Option<PathBuf>,
+    /// The JSONL field holding each document's text (default `text`).
+    #[arg(long)]
+    pub text_field: Option<String>,
     /// auto (the GPU if it is hardware, else the CPU), cpu or gpu.
     #[arg(long)]
     pub device: Option<String>,
@@ -155,6 +158,9 @@ pub fn resolve(a: &Args) -> anyhow::Result<TrainConfig> {
         if a.init.is_none() {
             c.init = None;
         }
+    }
+    if let Some(f) = &a.text_field {
+        c.text_field = f.clone();
     }
     if a.corpus.is_some() {
         c.corpus = a.corpus.clone();

@@ -82,10 +82,13 @@ impl Corpus {
     /// name: binary files and hidden entries are skipped and counted), or a JSONL file (`.jsonl`)
     /// whose lines are objects with a `text` field. A corpus of one document is cut into
     /// pieces ([`PIECE_BYTES`]) so that one can be held out.
-    pub fn load(path: &Path) -> anyhow::Result<Corpus> {
+    /// JSONL documents are in `text_field` (`--text-field`, `text` by default). gzip-compressed
+    /// files (by their bytes, `.gz` or not) are read through the decompressor; a `.jsonl.gz`
+    /// is JSONL.
+    pub fn load_with(path: &Path, text_field: &str) -> anyhow::Result<Corpus> {
         let mut docs = Vec::new();
         let mut skipped = Vec::new();
-        collect(path, &mut docs, &mut skipped)?;
+        collect(path, text_field, &mut docs, &mut skipped)?;
         let mut report = Vec::new();
         if path.is_dir() {
             let bytes: usize = docs.iter().map(|d| d.text.len()).sum();
@@ -136,10 +139,10 @@ impl Corpus {
     /// for reports.
     /// The default corpus is read and parsed once per process (the experiment trains many
     /// runs on it).
-    pub fn load_or_default(path: Option<&Path>) -> anyhow::Result<(Corpus, String)> {
+    pub fn load_or_default(path: Option<&Path>, text_field: &str) -> anyhow::Result<(Corpus, String)> {
         static DEFAULT: std::sync::OnceLock<Result<Corpus, String>> = std::sync::OnceLock::new();
         match path {
-            Some(p) => Ok((Corpus::load(p)?, p.display().to_string())),
+            Some(p) => Ok((Corpus::load_with(p, text_field)?, p.display().to_string())),
             None => Ok((
                 DEFAULT
                     .get_or_init(|| Corpus::rust_docs().map_err(|e| format!("{e:#}")))
@@ -326,7 +329,26 @@ fn as_text(bytes: Vec<u8>) -> Option<String> {
     String::from_utf8(bytes).ok()
 }
 
-fn collect(path: &Path, docs: &mut Vec<Document>, skipped: &mut Vec<String>) -> anyhow::Result<()> {
+/// A file's bytes, gunzipped when they are gzip (magic `1f 8b`), and whether they were.
+fn read_maybe_gzip(path: &Path) -> anyhow::Result<(Vec<u8>, bool)> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    if !bytes.starts_with(&[0x1f, 0x8b]) {
+        return Ok((bytes, false));
+    }
+    let mut out = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::MultiGzDecoder::new(&bytes[..]), &mut out)
+        .with_context(|| format!("{}: not a valid gzip stream", path.display()))?;
+    Ok((out, true))
+}
+
+/// Whether a file holds JSONL: named `.jsonl`, or `.jsonl.gz` when gzipped.
+fn is_jsonl(path: &Path, gzipped: bool) -> bool {
+    let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    let name = if gzipped { name.strip_suffix(".gz").unwrap_or(&name).to_string() } else { name };
+    name.ends_with(".jsonl")
+}
+
+fn collect(path: &Path, text_field: &str, docs: &mut Vec<Document>, skipped: &mut Vec<String>) -> anyhow::Result<()> {
     if path.is_dir() {
         let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
             .with_context(|| format!("cannot list {}", path.display()))?
@@ -338,11 +360,15 @@ fn collect(path: &Path, docs: &mut Vec<Document>, skipped: &mut Vec<String>) -> 
             if e.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')) {
                 continue;
             }
-            if e.is_dir() || e.extension().is_some_and(|x| x == "jsonl") {
-                collect(&e, docs, skipped)?;
+            if e.is_dir() {
+                collect(&e, text_field, docs, skipped)?;
                 continue;
             }
-            let bytes = std::fs::read(&e).with_context(|| format!("cannot read {}", e.display()))?;
+            let (bytes, gz) = read_maybe_gzip(&e)?;
+            if is_jsonl(&e, gz) {
+                collect(&e, text_field, docs, skipped)?;
+                continue;
+            }
             match as_text(bytes) {
                 Some(text) => docs.push(Document { source: e.display().to_string(), text }),
                 None => skipped.push(e.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default()),
@@ -350,20 +376,25 @@ fn collect(path: &Path, docs: &mut Vec<Document>, skipped: &mut Vec<String>) -> 
         }
         return Ok(());
     }
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let (bytes, gz) = read_maybe_gzip(path)?;
     let text = as_text(bytes)
         .with_context(|| format!("cannot read {} as UTF-8 text (it holds NUL bytes or invalid UTF-8)", path.display()))?;
-    if path.extension().is_some_and(|x| x == "jsonl") {
+    if is_jsonl(path, gz) {
         for (i, line) in text.lines().enumerate() {
             if line.trim().is_empty() {
                 continue;
             }
             let v: serde_json::Value = serde_json::from_str(line)
                 .with_context(|| format!("{}:{}: not valid JSON", path.display(), i + 1))?;
-            let t = v
-                .get("text")
-                .and_then(|t| t.as_str())
-                .with_context(|| format!("{}:{}: no string field `text`", path.display(), i + 1))?;
+            let t = v.get(text_field).and_then(|t| t.as_str()).with_context(|| {
+                let keys: Vec<&str> = v.as_object().map(|o| o.keys().map(String::as_str).collect()).unwrap_or_default();
+                format!(
+                    "{}:{}: no string field `{text_field}` (its keys: {}; --text-field names another)",
+                    path.display(),
+                    i + 1,
+                    keys.join(", ")
+                )
+            })?;
             docs.push(Document {
                 source: format!("{}:{}", path.display(), i + 1),
                 text: t.to_string(),
@@ -411,8 +442,8 @@ mod tests {
         )
         .unwrap();
         std::fs::write(dir.path().join("ignored.bin"), [0u8, 159, 146, 150]).unwrap();
-        let a = Corpus::load(dir.path()).unwrap();
-        let b = Corpus::load(dir.path()).unwrap();
+        let a = Corpus::load_with(dir.path(), "text").unwrap();
+        let b = Corpus::load_with(dir.path(), "text").unwrap();
         assert_eq!(a.train.len() + a.heldout.len(), 62);
         assert!(
             !a.heldout.is_empty() && a.heldout.len() < 10,
@@ -446,7 +477,7 @@ mod tests {
         }
         text.push_str(&"word ".repeat(3000)); // one paragraph of 15000 bytes
         std::fs::write(&f, &text).unwrap();
-        let c = Corpus::load(&f).unwrap();
+        let c = Corpus::load_with(&f, "text").unwrap();
         let all: Vec<&Document> = c.train.iter().chain(&c.heldout).collect();
         assert!(all.len() >= 8 && !c.heldout.is_empty() && !c.train.is_empty(), "{} pieces", all.len());
         assert!(all.iter().all(|d| d.text.len() <= PIECE_BYTES && d.source.starts_with(&f.display().to_string())));
@@ -456,7 +487,7 @@ mod tests {
         let joined: Vec<String> = pieces.iter().flat_map(|d| words(&d.text)).collect();
         assert_eq!(joined, words(&text), "no text lost or reordered");
         assert!(c.report.iter().any(|r| r.contains("cut into")), "{:?}", c.report);
-        let again = Corpus::load(&f).unwrap();
+        let again = Corpus::load_with(&f, "text").unwrap();
         assert_eq!(again.heldout.iter().map(|d| &d.source).collect::<Vec<_>>(), c.heldout.iter().map(|d| &d.source).collect::<Vec<_>>());
     }
 
@@ -471,7 +502,7 @@ mod tests {
         std::fs::write(dir.path().join("latin1.txt"), [b'c', b'a', b'f', 0xE9]).unwrap();
         std::fs::create_dir(dir.path().join(".git")).unwrap();
         std::fs::write(dir.path().join(".git").join("HEAD"), "ref: refs/heads/main").unwrap();
-        let c = Corpus::load(dir.path()).unwrap();
+        let c = Corpus::load_with(dir.path(), "text").unwrap();
         let sources: Vec<String> = c.train.iter().chain(&c.heldout).map(|d| d.source.clone()).collect();
         assert_eq!(sources.len(), 2, "{sources:?}");
         assert!(sources.iter().any(|s| s.ends_with("README")) && sources.iter().any(|s| s.ends_with("GPL-3")));
@@ -479,19 +510,41 @@ mod tests {
         assert!(r.contains("read 2 documents") && r.contains("skipped 2") && r.contains("logo.png") && r.contains("latin1.txt"), "{r}");
     }
 
+    /// JSONL with another field (`--text-field content`), gzip-compressed as datasets ship it,
+    /// and a gzipped plain text file beside it; a missing field names the keys there are.
+    #[test]
+    fn gzipped_jsonl_with_another_text_field_loads() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let gz = |name: &str, text: &str| {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            e.write_all(text.as_bytes()).unwrap();
+            std::fs::write(dir.path().join(name), e.finish().unwrap()).unwrap();
+        };
+        let lines: String = (0..30).map(|i| format!("{{\"id\": {i}, \"content\": \"row {i} of the dataset\"}}\n")).collect();
+        gz("train.jsonl.gz", &lines);
+        gz("notes.txt.gz", "plain text, compressed");
+        let c = Corpus::load_with(dir.path(), "content").unwrap();
+        let texts: Vec<&str> = c.train.iter().chain(&c.heldout).map(|d| d.text.as_str()).collect();
+        assert_eq!(texts.len(), 31, "{texts:?}");
+        assert!(texts.contains(&"row 7 of the dataset") && texts.contains(&"plain text, compressed"));
+        let e = format!("{:#}", Corpus::load_with(&dir.path().join("train.jsonl.gz"), "text").unwrap_err());
+        assert!(e.contains("no string field `text`") && e.contains("content") && e.contains("--text-field"), "{e}");
+    }
+
     #[test]
     fn bad_corpora_give_clear_errors() {
         let dir = tempfile::tempdir().unwrap();
         let j = dir.path().join("bad.jsonl");
         std::fs::write(&j, "{\"txt\": 1}\n").unwrap();
-        let e = format!("{:#}", Corpus::load(&j).unwrap_err());
+        let e = format!("{:#}", Corpus::load_with(&j, "text").unwrap_err());
         assert!(e.contains("bad.jsonl:1: no string field `text`"), "{e}");
         let one = dir.path().join("one.txt");
         std::fs::write(&one, "alone").unwrap();
-        assert!(format!("{:#}", Corpus::load(&one).unwrap_err()).contains("at least two documents"));
+        assert!(format!("{:#}", Corpus::load_with(&one, "text").unwrap_err()).contains("at least two documents"));
         assert!(format!(
             "{:#}",
-            Corpus::load(&dir.path().join("missing")).unwrap_err()
+            Corpus::load_with(&dir.path().join("missing"), "text").unwrap_err()
         )
         .contains("cannot read"));
     }

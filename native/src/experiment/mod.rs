@@ -276,7 +276,7 @@ fn probe_tokens(base_dir: &Path, corpus: Option<&Path>, n: usize) -> anyhow::Res
     let tk_path = base_dir.join("tokenizer.json");
     let tk = tokenizers::Tokenizer::from_file(&tk_path)
         .map_err(|e| anyhow::anyhow!("{}: {e}", tk_path.display()))?;
-    let corpus = crate::data::corpus::Corpus::load_or_default(corpus)?.0;
+    let corpus = crate::data::corpus::Corpus::load_or_default(corpus, "text")?.0;
     let ids = crate::data::tokenizer::encode(&tk, &corpus.heldout)?;
     anyhow::ensure!(
         ids.len() >= n,

@@ -15,6 +15,8 @@ pub struct TrainConfig {
     pub preset: Option<String>,
     /// Text file, directory or JSONL; `None`: the Rust documentation books.
     pub corpus: Option<PathBuf>,
+    /// The JSONL field holding each document's text.
+    pub text_field: String,
     /// `auto`, `cpu` or `gpu`.
     pub device: String,
     pub steps: usize,
@@ -66,6 +68,7 @@ impl Default for TrainConfig {
             init: None,
             preset: None,
             corpus: None,
+            text_field: "text".into(),
             device: "auto".into(),
             steps: 200,
             batch_size: 8,

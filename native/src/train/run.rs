@@ -553,7 +553,7 @@ fn prepare_data(
     resume: bool,
     model_vocab: usize,
 ) -> anyhow::Result<RunData> {
-    let corpus = Corpus::load_or_default(cfg.corpus.as_deref())?.0;
+    let corpus = Corpus::load_or_default(cfg.corpus.as_deref(), &cfg.text_field)?.0;
     for line in &corpus.report {
         println!("corpus  {line}");
     }
