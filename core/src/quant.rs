@@ -120,24 +120,6 @@ impl Fp8Block {
 
     /// The `quantization_config` to write for these settings.
     pub fn to_json(&self) -> Value {
-        if self.format == QuantFormat::Int4 {
-            let weights = serde_json::json!({
-                "actorder": null, "block_structure": null, "dynamic": false,
-                "group_size": self.block[1], "num_bits": 4, "observer": "minmax",
-                "observer_kwargs": {}, "strategy": "group", "symmetric": true, "type": "int",
-            });
-            return serde_json::json!({
-                "config_groups": { "group_0": {
-                    "input_activations": null, "output_activations": null,
-                    "targets": ["Linear"], "weights": weights,
-                } },
-                "format": "pack-quantized",
-                "ignore": self.not_converted,
-                "kv_cache_scheme": null,
-                "quant_method": "compressed-tensors",
-                "quantization_status": "compressed",
-            });
-        }
         if self.format == QuantFormat::Mxfp4 {
             let mut q = serde_json::json!({ "quant_method": "mxfp4" });
             if !self.not_converted.is_empty() {
@@ -159,9 +141,7 @@ impl Fp8Block {
         }
         q
     }
-}
 
-impl Fp8Block {
     /// Which modules the checkpoint keeps unquantised, as a matcher built once per pass.
     pub(crate) fn ignored(&self) -> Ignored<'_> {
         let patterns = if self.format == QuantFormat::Int4 {
@@ -211,10 +191,14 @@ fn parse_compressed_tensors(q: &Value) -> Result<Fp8Block> {
     if status != "compressed" {
         return Err(bad("quantization_status", &status));
     }
-    let groups = q.get("config_groups").and_then(Value::as_object).filter(|g| g.len() == 1).ok_or_else(|| {
-        Error::config(format!("`quantization_config.config_groups` must hold exactly one scheme: {what}"))
-    })?;
-    let (gname, group) = groups.iter().next().expect("one group");
+    let (gname, group) = q
+        .get("config_groups")
+        .and_then(Value::as_object)
+        .filter(|g| g.len() == 1)
+        .and_then(|g| g.iter().next())
+        .ok_or_else(|| {
+            Error::config(format!("`quantization_config.config_groups` must hold exactly one scheme: {what}"))
+        })?;
     let format = group.get("format").filter(|f| !f.is_null()).cloned().unwrap_or_else(|| get(q, "format"));
     if format != "pack-quantized" {
         return Err(bad("format", &format));

@@ -958,7 +958,6 @@ fn scale_entry(
     })
 }
 
-/// A float8 weight's scale grid: e4m3 values, a scale dtype moegrow reads, the block grid.
 /// An int4 weight's packed codes and scales: I32 words, scales in a float dtype, one per
 /// group of a row, the columns whole groups of whole words (what compressed-tensors writes
 /// for group quantisation, and what moegrow maps byte for byte).
@@ -992,8 +991,22 @@ fn check_int4_shape(shard: &Shard, t: &HeaderTensor, shape: &[usize]) -> Result<
     }
     if let Some(b) = shard.data.slice(t.range.clone()) {
         let got: Vec<i64> = match t.dtype {
-            DType::I32 => b.chunks_exact(4).map(|c| i32::from_le_bytes(c.try_into().expect("4 bytes")) as i64).collect(),
-            _ => b.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes"))).collect(),
+            DType::I32 => b
+                .chunks_exact(4)
+                .map(|c| {
+                    let mut w = [0u8; 4];
+                    w.copy_from_slice(c);
+                    i32::from_le_bytes(w) as i64
+                })
+                .collect(),
+            _ => b
+                .chunks_exact(8)
+                .map(|c| {
+                    let mut w = [0u8; 8];
+                    w.copy_from_slice(c);
+                    i64::from_le_bytes(w)
+                })
+                .collect(),
         };
         let want: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
         if got != want {
@@ -1003,6 +1016,7 @@ fn check_int4_shape(shard: &Shard, t: &HeaderTensor, shape: &[usize]) -> Result<
     Ok(t.dtype)
 }
 
+/// A float8 weight's scale grid: e4m3 values, a scale dtype moegrow reads, the block grid.
 fn check_fp8_scale(weight: &str, w: &HeaderTensor, s: &HeaderTensor, block: [usize; 2]) -> std::result::Result<(), String> {
     if w.dtype != DType::F8E4M3 {
         return Err(format!(

@@ -541,6 +541,11 @@ pub fn output_tensors<'a, S: TensorSource + ?Sized>(
             family.name()
         )));
     }
+    if matches!(storage, Storage::Fp8(q) if q.format == QuantFormat::Int4) {
+        return Err(Error::Invalid(
+            "moegrow writes compressed-tensors int4 only where the source has it (its weights copied or requantised as they are)".into(),
+        ));
+    }
     if cfg.quant.as_ref().is_some_and(|q| q.format == QuantFormat::Int4) {
         if matches!(storage, Storage::Fp8(_)) {
             return Err(Error::Invalid(

@@ -46,15 +46,15 @@ impl Corpus {
             bail!("the corpus has no text{}", report.first().map(|r| format!(" ({r})")).unwrap_or_default());
         }
         // One document (the most common corpus: one text file): its pieces are the documents.
-        if docs.len() == 1 {
-            let d = docs.pop().expect("one");
-            docs = split(&d);
+        if let [d] = &docs[..] {
+            let pieces = split(d);
             report.push(format!(
                 "{} is one document ({} bytes): cut into {} pieces of about {PIECE_BYTES} bytes at paragraph breaks",
                 d.source,
                 d.text.len(),
-                docs.len()
+                pieces.len()
             ));
+            docs = pieces;
         }
         let (heldout, train): (Vec<_>, Vec<_>) =
             docs.into_iter().partition(|d| is_heldout(&d.source));
